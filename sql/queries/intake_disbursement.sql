@@ -1,0 +1,109 @@
+-- Intake of staging.disbursement, one wave (a disbursement_id staged several times goes in successive waves).
+-- Rules 1-6 are per row; rules 7-8 are running caps per envelope in staging_id order over the rows that passed
+-- 1-6, added to what the envelope already received: the first row that would overshoot the declared count or total,
+-- and every later row of that envelope in the same run, is rejected.
+
+-- name: evaluate
+CREATE TEMP TABLE intake_wave ON COMMIT DROP AS
+WITH s AS (
+    SELECT b.* FROM intake_batch_disbursement b, intake_params p WHERE b.wave = p.wave
+),
+checked AS (
+    SELECT s.*,
+           e.disbursement_envelope_id IS NOT NULL AS envelope_exists,
+           e.cancellation_status,
+           e.number_of_disbursements AS declared_count,
+           e.total_disbursement_amount AS declared_amount,
+           e.disbursement_currency_code AS currency,
+           bs.disbursement_started_at,
+           bs.number_of_disbursements_received AS received_count,
+           bs.total_disbursement_amount_received AS received_amount,
+           cur.minor_units,
+           x.disbursement_id IS NOT NULL AS exists_already,
+           coalesce(x.disbursement_envelope_id = s.disbursement_envelope_id
+             AND x.mis_reference_number IS NOT DISTINCT FROM s.mis_reference_number
+             AND x.beneficiary_id IS NOT DISTINCT FROM s.beneficiary_id
+             AND x.beneficiary_name IS NOT DISTINCT FROM s.beneficiary_name
+             AND x.disbursement_amount IS NOT DISTINCT FROM s.disbursement_amount
+             AND x.narrative IS NOT DISTINCT FROM s.narrative, false) AS identical
+    FROM s
+    LEFT JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = s.disbursement_envelope_id
+    LEFT JOIN bridge.disbursement_envelope_batch_status bs ON bs.disbursement_envelope_id = s.disbursement_envelope_id
+    LEFT JOIN bridge.currency cur ON cur.currency_code = e.disbursement_currency_code
+    LEFT JOIN bridge.disbursement x ON x.disbursement_id = s.disbursement_id
+),
+ruled AS (
+    SELECT checked.*,
+           exists_already AND identical AS is_noop,
+           CASE
+               WHEN exists_already AND identical THEN NULL
+               WHEN disbursement_id IS NULL OR btrim(disbursement_id) = '' OR length(disbursement_id) > 64
+                    THEN 'INVALID_DISBURSEMENT_ID'
+               WHEN NOT envelope_exists THEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND'
+               WHEN cancellation_status = 'CANCELLED' THEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED'
+               WHEN disbursement_started_at IS NOT NULL THEN 'DISBURSEMENT_ENVELOPE_SCHEDULE_DATE_REACHED'
+               WHEN beneficiary_id IS NULL OR btrim(beneficiary_id) = '' OR length(beneficiary_id) > 256
+                    THEN 'INVALID_BENEFICIARY_ID'
+               WHEN beneficiary_name IS NULL OR btrim(beneficiary_name) = '' OR length(beneficiary_name) > 256
+                    THEN 'INVALID_BENEFICIARY_NAME'
+               WHEN narrative IS NULL OR btrim(narrative) = '' OR length(narrative) > 256 THEN 'INVALID_NARRATIVE'
+               WHEN disbursement_amount IS NULL OR disbursement_amount <= 0 OR disbursement_amount >= 1e18
+                    OR min_scale(disbursement_amount) > minor_units THEN 'INVALID_DISBURSEMENT_AMOUNT'
+               WHEN exists_already THEN 'DUPLICATE_DISBURSEMENT_ID'
+           END AS row_error
+    FROM checked
+),
+capped AS (
+    SELECT ruled.*,
+           received_count + count(*) FILTER (WHERE row_error IS NULL AND NOT is_noop) OVER running AS running_count,
+           received_amount + coalesce(sum(disbursement_amount) FILTER (WHERE row_error IS NULL AND NOT is_noop)
+                                      OVER running, 0) AS running_amount
+    FROM ruled
+    WINDOW running AS (PARTITION BY disbursement_envelope_id ORDER BY staging_id ROWS UNBOUNDED PRECEDING)
+)
+SELECT capped.*,
+       CASE
+           WHEN row_error IS NOT NULL OR is_noop THEN row_error
+           WHEN running_count > declared_count THEN 'NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED'
+           WHEN running_amount > declared_amount THEN 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED'
+       END AS error_code
+FROM capped;
+
+-- name: apply
+INSERT INTO bridge.disbursement (
+    disbursement_id, disbursement_envelope_id, mis_reference_number, beneficiary_id, beneficiary_name,
+    disbursement_amount, narrative, bank_reference, source_staging_id)
+SELECT disbursement_id, disbursement_envelope_id, mis_reference_number, beneficiary_id, beneficiary_name,
+       disbursement_amount, narrative,
+       'G' || lpad(upper(to_hex(nextval('bridge.bank_reference_seq'))), 15, '0'),
+       staging_id
+FROM intake_wave WHERE error_code IS NULL AND NOT is_noop;
+
+-- name: count
+UPDATE bridge.disbursement_envelope_batch_status bs SET
+    number_of_disbursements_received = bs.number_of_disbursements_received + a.added_count,
+    total_disbursement_amount_received = bs.total_disbursement_amount_received + a.added_amount,
+    updated_at = now()
+FROM (SELECT disbursement_envelope_id, count(*) AS added_count, sum(disbursement_amount) AS added_amount
+      FROM intake_wave WHERE error_code IS NULL AND NOT is_noop
+      GROUP BY disbursement_envelope_id) a
+WHERE bs.disbursement_envelope_id = a.disbursement_envelope_id;
+
+-- name: record
+INSERT INTO intake_result (staging_table, staging_id, error_code, error_detail)
+SELECT 'disbursement', staging_id, error_code,
+       CASE error_code
+           WHEN 'INVALID_DISBURSEMENT_ID' THEN 'disbursement_id must be present and at most 64 characters'
+           WHEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND' THEN format('envelope %s has not been accepted', coalesce(disbursement_envelope_id, 'NULL'))
+           WHEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED' THEN format('envelope %s is cancelled', disbursement_envelope_id)
+           WHEN 'DISBURSEMENT_ENVELOPE_SCHEDULE_DATE_REACHED' THEN format('envelope %s is already being disbursed: no disbursement can be added', disbursement_envelope_id)
+           WHEN 'INVALID_BENEFICIARY_ID' THEN 'beneficiary_id must be present and at most 256 characters'
+           WHEN 'INVALID_BENEFICIARY_NAME' THEN 'beneficiary_name must be present and at most 256 characters'
+           WHEN 'INVALID_NARRATIVE' THEN 'narrative must be present and at most 256 characters'
+           WHEN 'INVALID_DISBURSEMENT_AMOUNT' THEN format('disbursement_amount %s must be greater than 0 with at most %s decimals for %s', coalesce(disbursement_amount::text, 'NULL'), minor_units, currency)
+           WHEN 'DUPLICATE_DISBURSEMENT_ID' THEN format('disbursement %s already exists with different content', disbursement_id)
+           WHEN 'NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED' THEN format('envelope %s declares %s disbursements; this one would be number %s', disbursement_envelope_id, declared_count, running_count)
+           WHEN 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED' THEN format('envelope %s declares a total of %s; with this one the received total would be %s', disbursement_envelope_id, declared_amount, running_amount)
+           ELSE CASE WHEN is_noop THEN 'identical to an accepted disbursement: duplicate ignored' ELSE 'disbursement accepted' END
+       END
+FROM intake_wave;
