@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.disbursement import (account_resolution, envelope_funds, envelope_payments, received_equals_declared,
+                                 shipment_adds_up)
 from assets.intake import pbms_intake
-from bridge_pipelines.jobs import intake_job
-from resources import BridgeDatabase, BridgeSettings
+from assets.statements import reconciliation_adds_up, statement_balances_close, statement_lines, statement_reconciliation
+from bridge_pipelines.jobs import disbursement_job, intake_job, statement_job
+from resources import BridgeDatabase, BridgeSettings, IdMapper, SponsorBank, StatementInbox
+from sensors.envelope_ready import envelope_ready_sensor
 from sensors.intake import intake_sensor
+from sensors.statement_file import statement_sensor
 
 defs = dg.Definitions(
-    assets=[pbms_intake],
-    jobs=[intake_job],
-    sensors=[intake_sensor],
+    assets=[pbms_intake, account_resolution, envelope_funds, envelope_payments, statement_lines,
+            statement_reconciliation],
+    asset_checks=[received_equals_declared, shipment_adds_up, statement_balances_close, reconciliation_adds_up],
+    jobs=[intake_job, disbursement_job, statement_job],
+    sensors=[intake_sensor, envelope_ready_sensor, statement_sensor],
     resources={
         "database": BridgeDatabase(),
         "bridge_settings": BridgeSettings(),
+        "sponsor_bank": SponsorBank(),
+        "id_mapper": IdMapper(),
+        "inbox": StatementInbox(),
     },
 )

@@ -41,6 +41,7 @@ CREATE TABLE bridge.disbursement_recon (
     remittance_statement_id         text,
     remittance_statement_number     text,
     remittance_statement_sequence   text,
+    remittance_page                 integer,                    -- page of the statement file (0-based)
     remittance_entry_sequence       integer,
     remittance_entry_date           date,
     remittance_value_date           date,
@@ -48,6 +49,7 @@ CREATE TABLE bridge.disbursement_recon (
     reversal_statement_id           text,
     reversal_statement_number       text,
     reversal_statement_sequence     text,
+    reversal_page                   integer,
     reversal_entry_sequence         integer,
     reversal_entry_date             date,
     reversal_value_date             date,

@@ -1,0 +1,140 @@
+"""Bank statements, one partition per statement file: parse and check, then reconcile back to disbursements."""
+
+import dagster as dg
+
+from assets.metadata import markdown_list, table
+from bridge_pipelines.partitions import statement_partitions
+from bridge_pipelines.reconciliation.writeback import reconcile_statement
+from bridge_pipelines.statements.importing import check_statement, parse_statement_file, record_statement
+from bridge_pipelines.statements.inbox import file_of_statement, quarantine, safe_inbox_path
+from resources import BridgeDatabase, StatementInbox
+
+OWNERS = ["team:bridge-operations"]
+
+
+@dg.asset(
+    partitions_def=statement_partitions, group_name="statements", kinds={"python", "postgres"}, owners=OWNERS,
+    description="Parses one statement file (MT940 or camt.053) and checks its integrity: every entry parsed, "
+                "balances close per page, pages chain, the account is a program funding account. A file failing a "
+                "check is moved to quarantine/ with a reason file and recorded in ERROR; nothing of it is applied.",
+)
+def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
+                    inbox: StatementInbox) -> dg.MaterializeResult:
+    statement_id = context.partition_key
+    folder = inbox.folder()
+    with database.connect() as conn:
+        registered = file_of_statement(conn, statement_id)
+        if registered is None:
+            raise dg.Failure(f"statement {statement_id}: no file is registered for it in the inbox")
+        file_name, sha256 = registered
+        path = safe_inbox_path(folder, file_name)
+        if not path.exists():
+            raise dg.Failure(f"statement {statement_id}: file {file_name} is no longer in the inbox {folder}")
+        data = path.read_bytes()
+        outcome = check_statement(conn, statement_id, data)
+        with conn.transaction():
+            record_statement(conn, outcome, file_name, sha256, data)
+            conn.execute("UPDATE bridge.inbox_file SET inbox_status = %s, detail = %s WHERE statement_id = %s",
+                         ("IMPORTED" if outcome.ok else "QUARANTINED",
+                          "parsed" if outcome.ok else f"{outcome.error_code}: {outcome.error_detail}", statement_id))
+    if not outcome.ok:
+        quarantine(folder, file_name, f"{outcome.error_code}: {outcome.error_detail}")
+        context.log.warning(f"statement {statement_id} ({file_name}) quarantined: {outcome.error_code}")
+    parsed = outcome.parsed
+    return dg.MaterializeResult(metadata={
+        "file": file_name, "format": parsed.format, "pages": len(parsed.pages), "lines": parsed.lines.height,
+        "status": "PARSED" if outcome.ok else "QUARANTINED",
+        "accounts": ", ".join(sorted({p.account or "?" for p in parsed.pages})),
+        "summary": markdown_list(f"Statement {statement_id}", {
+            "file": file_name, "pages": len(parsed.pages), "lines": parsed.lines.height,
+            "problem": f"{outcome.error_code}: {outcome.error_detail}" if not outcome.ok else "none"}),
+    })
+
+
+@dg.asset(
+    partitions_def=statement_partitions, group_name="reconciliation", kinds={"polars", "postgres"}, owners=OWNERS,
+    deps=[statement_lines],
+    description="Reconciles every line of the statement to the disbursements the bridge shipped (vectorised "
+                "Polars join): debits -> RECONCILED, reversals and returns -> REVERSED with the reason, batch "
+                "bookings, and error-recon lines (unknown reference, duplicate, reversal without debit, amount or "
+                "currency mismatch). Lines that are not ours are kept as unrelated. One transaction.",
+)
+def statement_reconciliation(context: dg.AssetExecutionContext, database: BridgeDatabase) -> dg.MaterializeResult:
+    statement_id = context.partition_key
+    with database.connect() as conn:
+        row = conn.execute("SELECT statement_process_status, raw_file, statement_process_error_code "
+                           "FROM bridge.account_statement WHERE statement_id = %s", (statement_id,)).fetchone()
+        if row is None:
+            raise dg.Failure(f"statement {statement_id} was not imported (run statement_lines first)")
+        status, raw_file, error_code = row
+        if status == "ERROR":
+            return dg.MaterializeResult(metadata={"status": "QUARANTINED", "error_code": error_code or "",
+                                                  "summary": dg.MetadataValue.md(
+                                                      f"Statement {statement_id} is quarantined ({error_code}): "
+                                                      "nothing reconciled. Fix the file and drop it again.")})
+        summary = reconcile_statement(conn, statement_id, parse_statement_file(bytes(raw_file)))
+    rate = summary.lines / summary.seconds if summary.seconds else 0.0
+    context.log.info(f"statement {statement_id}: {summary.lines} lines in {summary.seconds:.2f} s ({rate:,.0f}/s)")
+    metadata = {
+        "lines": summary.lines, "lines_reconciled": summary.reconciled_lines,
+        "lines_in_error": summary.error_lines, "lines_unrelated": summary.unrelated_lines,
+        "disbursements_reconciled": summary.disbursements_reconciled,
+        "disbursements_reversed": summary.disbursements_reversed, "seconds": round(summary.seconds, 3),
+        "lines_per_second": round(rate, 1), "envelopes": ", ".join(summary.envelopes[:20]),
+        "summary": markdown_list(f"Statement {statement_id}: reconciliation", {
+            "lines": summary.lines, "reconciled": summary.disbursements_reconciled,
+            "reversed": summary.disbursements_reversed, "unrelated": summary.unrelated_lines,
+            **{f"error {k}": v for k, v in summary.errors_by_reason.items()}}),
+    }
+    for reason, count in summary.errors_by_reason.items():
+        metadata[f"error_{reason}"] = count
+    if summary.first_errors:
+        metadata["first_unmatched"] = table(summary.first_errors, ["page", "entry_sequence", "mark", "amount",
+                                                                   "error_reason", "error_detail"])
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset_check(asset=statement_lines, partitions_def=statement_partitions,
+                description="Per page: opening balance + lines = closing balance, every entry parsed, pages chain.")
+def statement_balances_close(context: dg.AssetCheckExecutionContext,
+                             database: BridgeDatabase) -> dg.AssetCheckResult:
+    with database.connect() as conn:
+        status, code, detail = conn.execute(
+            "SELECT statement_process_status, statement_process_error_code, statement_process_error_detail "
+            "FROM bridge.account_statement WHERE statement_id = %s", (context.partition_key,)).fetchone()
+    return dg.AssetCheckResult(passed=status != "ERROR", metadata={
+        "status": status, "error_code": code or "", "detail": (detail or "")[:500]})
+
+
+@dg.asset_check(asset=statement_reconciliation, partitions_def=statement_partitions,
+                description="Every line is reconciled, unrelated or in error-recon; for every envelope it touched, "
+                            "reconciled + reversed + unreconciled = shipped and the counters equal a recount.")
+def reconciliation_adds_up(context: dg.AssetCheckExecutionContext, database: BridgeDatabase) -> dg.AssetCheckResult:
+    statement_id = context.partition_key
+    with database.connect() as conn:
+        lines, reconciled, unrelated, errors, status = conn.execute(
+            "SELECT number_of_lines, number_of_lines_reconciled, number_of_lines_unrelated, number_of_lines_in_error, "
+            "statement_process_status FROM bridge.account_statement WHERE statement_id = %s",
+            (statement_id,)).fetchone()
+        if status != "RECONCILED":
+            return dg.AssetCheckResult(passed=True, metadata={"status": status, "note": "not reconciled"})
+        bad_envelopes = conn.execute("""
+            SELECT bs.disbursement_envelope_id FROM bridge.disbursement_envelope_batch_status bs
+            WHERE bs.disbursement_envelope_id IN (
+                SELECT DISTINCT d.disbursement_envelope_id FROM bridge.disbursement_recon r
+                JOIN bridge.disbursement d USING (disbursement_id)
+                WHERE r.remittance_statement_id = %(s)s OR r.reversal_statement_id = %(s)s)
+              AND (bs.number_of_disbursements_reconciled <> (SELECT count(*) FROM bridge.disbursement d
+                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
+                         AND d.disbursement_status = 'RECONCILED')
+                OR bs.number_of_disbursements_reversed <> (SELECT count(*) FROM bridge.disbursement d
+                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
+                         AND d.disbursement_status = 'REVERSED')
+                OR bs.number_of_disbursements_shipped <> (SELECT count(*) FROM bridge.disbursement d
+                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
+                         AND d.disbursement_status IN ('SHIPPED', 'RECONCILED', 'REVERSED')))""",
+            dict(s=statement_id)).fetchall()
+    lines_add_up = lines == (reconciled or 0) + (unrelated or 0) + (errors or 0)
+    return dg.AssetCheckResult(passed=lines_add_up and not bad_envelopes, metadata={
+        "lines": lines, "reconciled": reconciled, "unrelated": unrelated, "in_error": errors,
+        "envelopes_not_adding_up": ", ".join(e[0] for e in bad_envelopes)})

@@ -1,0 +1,47 @@
+"""Moving whole frames between PostgreSQL and Polars with COPY (no per-row Python work)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+
+def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | Mapping | None = None,
+               schema: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
+    """Run `query` and return its rows as a DataFrame, through COPY ... TO STDOUT (CSV).
+
+    Columns are read as text unless `schema` says otherwise (amounts stay exact: read them as String and cast to
+    pl.Decimal, never to float)."""
+    if params:
+        query = sql.SQL(psycopg.ClientCursor(conn).mogrify(query, params))  # COPY cannot take parameters
+    copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(
+        query if isinstance(query, sql.Composable) else sql.SQL(query))
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        for block in copy:
+            buffer.write(block)
+    data = buffer.getvalue()
+    if not data:
+        return pl.DataFrame(schema=schema or {})
+    frame = pl.read_csv(io.BytesIO(data), infer_schema=False)  # everything as String first
+    if schema:
+        frame = frame.with_columns(
+            [pl.col(name).cast(dtype) for name, dtype in schema.items() if name in frame.columns])
+    return frame
+
+
+def copy_frame(conn: psycopg.Connection, frame: pl.DataFrame, table: str, columns: Sequence[str] | None = None) -> int:
+    """COPY `frame` into `table` (e.g. a temp table), columns by name. Returns the number of rows."""
+    columns = list(columns or frame.columns)
+    if frame.height == 0:
+        return 0
+    payload = frame.select(columns).write_csv(include_header=False, null_value="\\N")
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(payload.encode())
+    return frame.height

@@ -1,0 +1,142 @@
+"""Which envelopes the disbursement pipeline should work on, and starting work on one.
+
+An envelope is due when it is accepted, not cancelled, every declared disbursement has been received (count and
+amount), and the business date has reached its schedule date. Work on an envelope is guarded by a PostgreSQL
+advisory lock per envelope: a process that dies releases it, which is how the sensor tells a dead run from a live
+one without trusting any process's memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+from psycopg.rows import dict_row
+
+ENVELOPE_LOCK_CLASS = 7311
+
+
+class EnvelopeNotReady(RuntimeError):
+    """The envelope may not be disbursed (yet); the message says why."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    envelope_id: str
+    program: str
+    currency: str
+    sponsor_bank_code: str
+    account_number: str
+    branch_code: str | None
+    mapper_required: bool
+    cancelled: bool
+    pipeline_runs: int
+
+
+# Candidates for a pipeline run, with the run key the sensor should use. A run key changes only when a run has
+# started (disbursement_pipeline_runs), so a queued-but-not-started run is never requested twice.
+CANDIDATES_SQL = """
+SELECT e.disbursement_envelope_id AS envelope_id,
+       bs.disbursement_pipeline_runs AS pipeline_runs,
+       CASE WHEN bs.disbursement_started_at IS NULL THEN 'start'
+            WHEN e.cancellation_status = 'CANCELLED' THEN 'release'
+            WHEN bs.funds_available_with_bank = 'FUNDS_NOT_AVAILABLE' THEN 'funds_retry'
+            ELSE 'resume' END AS reason
+FROM bridge.disbursement_envelope e
+JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
+WHERE bs.disbursement_completed_at IS NULL
+  AND (
+        -- due and complete, never started
+        (bs.disbursement_started_at IS NULL
+         AND e.cancellation_status = 'NOT_CANCELLED'
+         AND e.disbursement_schedule_date <= %(business_date)s
+         AND bs.number_of_disbursements_received = e.number_of_disbursements
+         AND bs.total_disbursement_amount_received = e.total_disbursement_amount)
+        -- started, not finished, not in an ERROR state an operator must look at, and no process holds it
+     OR (bs.disbursement_started_at IS NOT NULL
+         AND 'ERROR' NOT IN (bs.funds_available_with_bank, bs.funds_blocked_with_bank, bs.shipment_status,
+                             bs.id_mapper_resolution_status)
+         AND bs.disbursement_pipeline_runs < %(max_runs)s
+         AND (bs.funds_available_with_bank <> 'FUNDS_NOT_AVAILABLE'
+              OR bs.funds_available_latest_timestamp < now() - make_interval(secs => %(funds_retry_seconds)s)))
+  )
+ORDER BY e.disbursement_schedule_date, e.disbursement_envelope_id
+LIMIT %(limit)s
+"""
+
+
+def envelope_lock_held_elsewhere(conn: psycopg.Connection, envelope_id: str) -> bool:
+    """True when another session is working on the envelope (its advisory lock is taken)."""
+    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id)).fetchone()[0]
+    if got:
+        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
+    return not got
+
+
+def pipeline_candidates(conn: psycopg.Connection, business_date: date, max_runs: int = 10,
+                        funds_retry_seconds: int = 300, limit: int = 500) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(CANDIDATES_SQL, dict(business_date=business_date, max_runs=max_runs,
+                                                 funds_retry_seconds=funds_retry_seconds, limit=limit)).fetchall()
+    return [row for row in rows if row["reason"] == "start" or not envelope_lock_held_elsewhere(conn, row["envelope_id"])]
+
+
+def lock_envelope(conn: psycopg.Connection, envelope_id: str) -> None:
+    """Session lock for the duration of a pipeline step (waits if another step holds it)."""
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
+
+
+def unlock_envelope(conn: psycopg.Connection, envelope_id: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
+
+
+def load_envelope(conn: psycopg.Connection, envelope_id: str) -> Envelope:
+    row = conn.execute(
+        """SELECT e.disbursement_envelope_id, e.benefit_program_mnemonic, e.disbursement_currency_code,
+                  p.sponsor_bank_code, p.sponsor_bank_account_number, p.sponsor_bank_branch_code,
+                  p.id_mapper_resolution_required, e.cancellation_status = 'CANCELLED',
+                  bs.disbursement_pipeline_runs
+           FROM bridge.disbursement_envelope e
+           JOIN bridge.benefit_program_configuration p USING (benefit_program_mnemonic)
+           JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
+           WHERE e.disbursement_envelope_id = %s""", (envelope_id,)).fetchone()
+    if row is None:
+        raise EnvelopeNotReady(f"envelope {envelope_id} does not exist (was it accepted by intake?)")
+    return Envelope(*row)
+
+
+def begin_pipeline_run(conn: psycopg.Connection, envelope_id: str, business_date: date) -> Envelope:
+    """Mark the envelope as being disbursed (from now on PBMS can neither add nor cancel its disbursements) and
+    count the run. Refuses an envelope that is not due or not complete, unless work on it already started."""
+    with conn.transaction():
+        row = conn.execute(
+            """SELECT e.cancellation_status, e.disbursement_schedule_date, e.number_of_disbursements,
+                      e.total_disbursement_amount, bs.number_of_disbursements_received,
+                      bs.total_disbursement_amount_received, bs.disbursement_started_at
+               FROM bridge.disbursement_envelope e
+               JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
+               WHERE e.disbursement_envelope_id = %s
+               FOR UPDATE OF bs""", (envelope_id,)).fetchone()
+        if row is None:
+            raise EnvelopeNotReady(f"envelope {envelope_id} does not exist (was it accepted by intake?)")
+        cancelled, schedule_date, declared, declared_total, received, received_total, started = row
+        if started is None:
+            if cancelled == "CANCELLED":
+                raise EnvelopeNotReady(f"envelope {envelope_id} is cancelled: nothing to disburse")
+            if schedule_date > business_date:
+                raise EnvelopeNotReady(
+                    f"envelope {envelope_id} is due on {schedule_date}; the business date is {business_date}")
+            if received != declared or received_total != declared_total:
+                raise EnvelopeNotReady(
+                    f"envelope {envelope_id} is incomplete: received {received} of {declared} disbursements, "
+                    f"{received_total} of {declared_total}")
+        conn.execute(
+            """UPDATE bridge.disbursement_envelope_batch_status
+               SET disbursement_started_at = coalesce(disbursement_started_at, now()),
+                   disbursement_pipeline_runs = disbursement_pipeline_runs + 1, updated_at = now()
+               WHERE disbursement_envelope_id = %s""", (envelope_id,))
+        if started is None:
+            conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
+                         "VALUES (%s, 'DISBURSEMENT_STARTED', %s)", (envelope_id, f"business date {business_date}"))
+    return load_envelope(conn, envelope_id)

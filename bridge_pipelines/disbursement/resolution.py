@@ -1,0 +1,148 @@
+"""Account resolution: every RECEIVED disbursement gets a financial address (or RESOLUTION_FAILED with the reason).
+
+Programs that require the ID mapper resolve beneficiary ids through it, in batches, each batch committed on its own
+(a restart continues with what is left). For the other programs the beneficiary_id is the financial address and is
+parsed here, without any network call. Either way the results are written set-wise: COPY into a temp table, one
+INSERT ... SELECT, one UPDATE ... FROM.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+import psycopg
+
+from bridge_pipelines.bank.financial_address import FA_FIELDS, with_parsed_financial_address
+from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.disbursement.envelopes import Envelope
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[list[str]], pl.DataFrame]  # beneficiary ids -> beneficiary_id, status, reason_code, financial_address
+
+RESULT_COLUMNS = ("disbursement_id", "beneficiary_id", "mapper_status", "failure_reason_code", "financial_address",
+                  "fa_type", *FA_FIELDS)
+
+
+@dataclass
+class ResolutionResult:
+    resolved: int = 0
+    failed: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    seconds: float = 0.0
+
+
+def _unresolved(conn: psycopg.Connection, envelope_id: str) -> pl.DataFrame:
+    return read_frame(conn, """
+        SELECT d.disbursement_id, d.beneficiary_id FROM bridge.disbursement d
+        WHERE d.disbursement_envelope_id = %s AND d.disbursement_status = 'RECEIVED'
+          AND NOT EXISTS (SELECT 1 FROM bridge.mapper_resolution_details m WHERE m.disbursement_id = d.disbursement_id)
+        ORDER BY d.disbursement_id""", (envelope_id,))
+
+
+def results_from_addresses(frame: pl.DataFrame) -> pl.DataFrame:
+    """disbursement_id, beneficiary_id, financial_address (+ optional mapper status/reason) -> RESULT_COLUMNS."""
+    if "mapper_status" not in frame.columns:
+        frame = frame.with_columns(pl.lit("RESOLVED").alias("mapper_status"), pl.lit(None, pl.String).alias("failure_reason_code"))
+    parsed = with_parsed_financial_address(frame.lazy(), "financial_address").collect()
+    failed_parse = (pl.col("mapper_status") == "RESOLVED") & pl.col("fa_error").is_not_null()
+    return parsed.with_columns(
+        pl.when(failed_parse).then(pl.lit("RESOLUTION_FAILED")).otherwise(pl.col("mapper_status")).alias("mapper_status"),
+        pl.when(failed_parse).then(pl.col("fa_error")).otherwise(pl.col("failure_reason_code")).alias("failure_reason_code"),
+    ).select(RESULT_COLUMNS)
+
+
+def _record(conn: psycopg.Connection, envelope_id: str, results: pl.DataFrame) -> tuple[int, int]:
+    with conn.transaction():
+        conn.execute("""CREATE TEMP TABLE resolution_result (disbursement_id text, beneficiary_id text,
+            mapper_status text, failure_reason_code text, financial_address text, fa_type text,
+            bank_account_number text, bank_code text, branch_code text, mobile_number text, email_address text,
+            wallet_provider text) ON COMMIT DROP""")
+        copy_frame(conn, results, "resolution_result", RESULT_COLUMNS)
+        conn.execute("""
+            INSERT INTO bridge.mapper_resolution_details (disbursement_id, beneficiary_id, mapper_status,
+                failure_reason_code, financial_address, fa_type, bank_account_number, bank_code, branch_code,
+                mobile_number, email_address, wallet_provider)
+            SELECT disbursement_id, beneficiary_id, mapper_status, failure_reason_code, financial_address, fa_type,
+                   bank_account_number, bank_code, branch_code, mobile_number, email_address, wallet_provider
+            FROM resolution_result
+            ON CONFLICT (disbursement_id) DO NOTHING""")
+        counts = conn.execute("""
+            WITH changed AS (
+                UPDATE bridge.disbursement d SET disbursement_status = r.mapper_status,
+                       status_reason_code = r.failure_reason_code, status_updated_at = now()
+                FROM resolution_result r
+                WHERE d.disbursement_id = r.disbursement_id AND d.disbursement_status = 'RECEIVED'
+                RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status, d.status_reason_code
+            ),
+            events AS (
+                INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
+                                                       to_status, reason_code)
+                SELECT disbursement_id, disbursement_envelope_id, 'RECEIVED', disbursement_status, status_reason_code
+                FROM changed
+            )
+            SELECT count(*) FILTER (WHERE disbursement_status = 'RESOLVED'),
+                   count(*) FILTER (WHERE disbursement_status = 'RESOLUTION_FAILED') FROM changed""").fetchone()
+        resolved, failed = counts
+        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status
+                        SET number_of_disbursements_failed = number_of_disbursements_failed + %s, updated_at = now()
+                        WHERE disbursement_envelope_id = %s""", (failed, envelope_id))
+    return resolved, failed
+
+
+def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Resolver | None, batch_size: int,
+                     progress: Callable[[str], None] = log.info) -> ResolutionResult:
+    """Resolve every RECEIVED disbursement of the envelope. `resolver` is the ID mapper (None: the program does
+    not use one and beneficiary ids are financial addresses)."""
+    started = time.perf_counter()
+    result = ResolutionResult()
+    todo = _unresolved(conn, envelope.envelope_id)
+    total = todo.height
+    if envelope.mapper_required and resolver is None:
+        raise ValueError(f"program {envelope.program} requires ID mapper resolution but no mapper is configured")
+    chunk_size = batch_size if envelope.mapper_required else max(batch_size, 100_000)
+    for offset in range(0, total, chunk_size):
+        chunk = todo.slice(offset, chunk_size)
+        if envelope.mapper_required:
+            answers = resolver(chunk["beneficiary_id"].unique().to_list())
+            frame = chunk.join(answers.rename({"status": "mapper_status", "reason_code": "failure_reason_code"})
+                               .select("beneficiary_id", "mapper_status", "failure_reason_code", "financial_address")
+                               .unique("beneficiary_id"), on="beneficiary_id", how="left")
+            frame = frame.with_columns(
+                pl.col("mapper_status").fill_null("RESOLUTION_FAILED"),
+                pl.when(pl.col("mapper_status").is_null()).then(pl.lit("MAPPER_NO_ANSWER"))
+                .otherwise(pl.col("failure_reason_code")).alias("failure_reason_code"))
+        else:
+            frame = chunk.with_columns(pl.col("beneficiary_id").alias("financial_address"))
+        results = results_from_addresses(frame)
+        resolved, failed = _record(conn, envelope.envelope_id, results)
+        result.resolved += resolved
+        result.failed += failed
+        result.batches += 1
+        for reason, count in results.filter(pl.col("mapper_status") == "RESOLUTION_FAILED") \
+                .group_by("failure_reason_code").len().iter_rows():
+            result.failed_by_reason[reason] = result.failed_by_reason.get(reason, 0) + count
+        done = min(offset + chunk_size, total)
+        elapsed = time.perf_counter() - started
+        progress(f"resolution batch {result.batches} of {-(-total // chunk_size)}: {done}/{total} "
+                 f"({done / elapsed:,.0f} rows/s)" if elapsed > 0 else f"resolution batch {result.batches}")
+    if envelope.mapper_required:
+        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET id_mapper_resolution_status = 'COMPLETED',
+                        id_mapper_resolution_latest_timestamp = now(), updated_at = now()
+                        WHERE disbursement_envelope_id = %s""", (envelope.envelope_id,))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def record_mapper_error(conn: psycopg.Connection, envelope_id: str, error_code: str, final: bool) -> None:
+    conn.execute("""UPDATE bridge.disbursement_envelope_batch_status
+                    SET id_mapper_resolution_attempts = id_mapper_resolution_attempts + 1,
+                        id_mapper_resolution_latest_error_code = %s, id_mapper_resolution_latest_timestamp = now(),
+                        id_mapper_resolution_status = CASE WHEN %s THEN 'ERROR' ELSE id_mapper_resolution_status END,
+                        updated_at = now()
+                    WHERE disbursement_envelope_id = %s""", (error_code, final, envelope_id))

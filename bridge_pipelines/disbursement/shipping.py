@@ -1,0 +1,243 @@
+"""Shipping payments to the sponsor bank in batches, exactly once.
+
+1. plan: in one transaction, RESOLVED disbursements not yet in a batch are cut into batches (set-wise); each batch
+   gets a row in bank_disbursement_batch_status (PENDING) and each member its shipment_batch_id. This is the intent,
+   committed BEFORE the bank is called.
+2. send: every PENDING batch is sent with its recorded id and the members' bank references. A retry, or a new run
+   after a crash, sends exactly the same batch again: the bank de-duplicates on the batch id and on each payment
+   reference, so nobody is paid twice, and nothing is lost because the intent is already recorded.
+3. acknowledge: in one transaction, the bank's per-payment answer moves members to SHIPPED or FAILED (with the
+   bank's reason), the batch to ACKNOWLEDGED, and the envelope counters on.
+Cancelled disbursements never have a batch, so they never reach the bank.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+import psycopg
+
+from bridge_pipelines.bank.protocol import (PAYMENT_COLUMNS, BatchAcknowledgement, ServiceRequestRejected,
+                                            ServiceUnavailable, SponsorBankConnector)
+from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.disbursement.envelopes import Envelope
+from bridge_pipelines.disbursement.retry import call_with_retries
+from bridge_pipelines.faults import fault_point
+
+log = logging.getLogger(__name__)
+
+
+class ShipmentIncomplete(RuntimeError):
+    pass
+
+
+@dataclass
+class ShippingResult:
+    batches_planned: int = 0
+    batches_sent: int = 0
+    shipped: int = 0
+    failed: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    bank_seconds: float = 0.0
+    seconds: float = 0.0
+    completed: bool = False
+
+
+PLAN_SQL = """
+WITH todo AS (
+    SELECT disbursement_id, disbursement_amount,
+           (row_number() OVER (ORDER BY disbursement_id) - 1) / %(batch_size)s AS chunk
+    FROM bridge.disbursement
+    WHERE disbursement_envelope_id = %(envelope_id)s AND disbursement_status = 'RESOLVED'
+      AND shipment_batch_id IS NULL
+),
+chunks AS (
+    SELECT chunk, count(*) AS n, sum(disbursement_amount) AS total FROM todo GROUP BY chunk
+),
+numbered AS MATERIALIZED (
+    SELECT chunk, n, total,
+           'PB' || lpad(upper(to_hex(nextval('bridge.payment_batch_seq'))), 14, '0') AS batch_id,
+           coalesce((SELECT max(batch_sequence) FROM bridge.bank_disbursement_batch_status
+                     WHERE disbursement_envelope_id = %(envelope_id)s), 0) + chunk + 1 AS batch_sequence
+    FROM chunks
+),
+batches AS (
+    INSERT INTO bridge.bank_disbursement_batch_status (bank_disbursement_batch_id, disbursement_envelope_id,
+        batch_sequence, number_of_disbursements, total_disbursement_amount)
+    SELECT batch_id, %(envelope_id)s, batch_sequence, n, total FROM numbered
+),
+members AS (
+    UPDATE bridge.disbursement d SET shipment_batch_id = nb.batch_id
+    FROM todo t JOIN numbered nb USING (chunk)
+    WHERE d.disbursement_id = t.disbursement_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM numbered), (SELECT count(*) FROM members)
+"""
+
+PAYMENTS_SQL = """
+SELECT d.bank_reference AS payment_reference, d.disbursement_id, d.disbursement_amount AS amount,
+       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, m.fa_type,
+       m.bank_account_number, m.bank_code, m.branch_code, m.mobile_number, m.email_address, m.wallet_provider
+FROM bridge.disbursement d
+JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
+JOIN bridge.mapper_resolution_details m USING (disbursement_id)
+WHERE d.shipment_batch_id = %s AND d.disbursement_status = 'RESOLVED'
+ORDER BY d.disbursement_id
+"""
+
+
+def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) -> int:
+    """Record the intent: cut the envelope's unbatched RESOLVED disbursements into batches. Returns batches made."""
+    with conn.transaction():
+        cancelled = conn.execute(
+            """SELECT e.cancellation_status = 'CANCELLED' FROM bridge.disbursement_envelope e
+               JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
+               WHERE e.disbursement_envelope_id = %s FOR UPDATE OF bs, e""", (envelope_id,)).fetchone()[0]
+        if cancelled:
+            return 0
+        batches, _members = conn.execute(PLAN_SQL, dict(envelope_id=envelope_id, batch_size=batch_size)).fetchone()
+        if batches:
+            conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_status = 'IN_PROGRESS',
+                            updated_at = now() WHERE disbursement_envelope_id = %s""", (envelope_id,))
+    return batches
+
+
+def _pending_batches(conn: psycopg.Connection, envelope_id: str) -> list[tuple[str, int]]:
+    return conn.execute(
+        """SELECT bank_disbursement_batch_id, number_of_disbursements FROM bridge.bank_disbursement_batch_status
+           WHERE disbursement_envelope_id = %s AND disbursement_payment_status <> 'ACKNOWLEDGED'
+           ORDER BY batch_sequence""", (envelope_id,)).fetchall()
+
+
+def _record_attempt_failure(conn: psycopg.Connection, envelope_id: str, batch_id: str, code: str,
+                            final: bool) -> None:
+    with conn.transaction():
+        conn.execute("""UPDATE bridge.bank_disbursement_batch_status SET latest_error_code = %s,
+                        latest_timestamp = now(),
+                        disbursement_payment_status = CASE WHEN %s THEN 'ERROR' ELSE disbursement_payment_status END
+                        WHERE bank_disbursement_batch_id = %s""", (code, final, batch_id))
+        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_latest_error_code = %s,
+                        shipment_latest_timestamp = now(),
+                        shipment_status = CASE WHEN %s THEN 'ERROR' ELSE shipment_status END, updated_at = now()
+                        WHERE disbursement_envelope_id = %s""", (code, final, envelope_id))
+
+
+def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id: str,
+                           ack: BatchAcknowledgement) -> tuple[int, int, dict[str, int]]:
+    """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters."""
+    with conn.transaction():
+        conn.execute("CREATE TEMP TABLE payment_ack (payment_reference text PRIMARY KEY, status text, "
+                     "reason_code text) ON COMMIT DROP")
+        copy_frame(conn, ack.results.select("payment_reference", "status", "reason_code"), "payment_ack")
+        missing = conn.execute(
+            """SELECT count(*) FROM bridge.disbursement d
+               WHERE d.shipment_batch_id = %s AND d.disbursement_status = 'RESOLVED'
+                 AND NOT EXISTS (SELECT 1 FROM payment_ack a WHERE a.payment_reference = d.bank_reference)""",
+            (batch_id,)).fetchone()[0]
+        if missing:
+            raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
+                                     "the batch stays PENDING and will be sent again")
+        shipped, shipped_amount, failed = conn.execute(
+            """WITH changed AS (
+                   UPDATE bridge.disbursement d
+                   SET disbursement_status = CASE WHEN a.status = 'ACCEPTED' THEN 'SHIPPED' ELSE 'FAILED' END,
+                       status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
+                       shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now()
+                   FROM payment_ack a
+                   WHERE d.bank_reference = a.payment_reference AND d.shipment_batch_id = %(batch_id)s
+                     AND d.disbursement_status = 'RESOLVED'
+                   RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
+                             d.status_reason_code, d.disbursement_amount
+               ),
+               events AS (
+                   INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
+                                                          to_status, reason_code, detail)
+                   SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', disbursement_status,
+                          status_reason_code, %(batch_id)s FROM changed
+               )
+               SELECT count(*) FILTER (WHERE disbursement_status = 'SHIPPED'),
+                      coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'SHIPPED'), 0),
+                      count(*) FILTER (WHERE disbursement_status = 'FAILED')
+               FROM changed""", dict(batch_id=batch_id)).fetchone()
+        conn.execute("""UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = 'ACKNOWLEDGED',
+                        number_accepted = %s, number_rejected = %s, acknowledged_at = now(), latest_error_code = NULL,
+                        latest_timestamp = now() WHERE bank_disbursement_batch_id = %s""",
+                     (ack.accepted_count, ack.rejected_count, batch_id))
+        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET
+                        number_of_disbursements_shipped = number_of_disbursements_shipped + %s,
+                        total_disbursement_amount_shipped = total_disbursement_amount_shipped + %s,
+                        number_of_disbursements_failed = number_of_disbursements_failed + %s,
+                        shipment_latest_timestamp = now(), updated_at = now()
+                        WHERE disbursement_envelope_id = %s""", (shipped, shipped_amount, failed, envelope_id))
+    reasons = ack.results.filter(pl.col("status") != "ACCEPTED").group_by("reason_code").len()
+    return shipped, failed, {reason or "UNKNOWN": count for reason, count in reasons.iter_rows()}
+
+
+def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBankConnector, block_reference: str | None,
+                  batch_size: int, max_attempts: int, backoff_seconds: float = 0.5,
+                  progress: Callable[[str], None] = log.info) -> ShippingResult:
+    started = time.perf_counter()
+    result = ShippingResult()
+    envelope_id = envelope.envelope_id
+    result.batches_planned = plan_batches(conn, envelope_id, batch_size)
+    pending = _pending_batches(conn, envelope_id)
+    sent_rows = 0
+    for index, (batch_id, size) in enumerate(pending, start=1):
+        payments = read_frame(conn, PAYMENTS_SQL, (batch_id,))
+        if payments.height == 0:  # every member already acknowledged by an earlier run
+            conn.execute("UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = "
+                         "'ACKNOWLEDGED', acknowledged_at = coalesce(acknowledged_at, now()) "
+                         "WHERE bank_disbursement_batch_id = %s", (batch_id,))
+            continue
+        conn.execute("UPDATE bridge.bank_disbursement_batch_status SET attempts = attempts + 1, "
+                     "latest_timestamp = now() WHERE bank_disbursement_batch_id = %s", (batch_id,))
+        fault_point("after_batch_recorded")
+        call_started = time.perf_counter()
+
+        def failed(error: ServiceUnavailable, _attempt: int, final: bool, batch_id: str = batch_id) -> None:
+            _record_attempt_failure(conn, envelope_id, batch_id, error.code, final)
+
+        try:
+            ack = call_with_retries(
+                f"payment batch {batch_id} of envelope {envelope_id}",
+                lambda: bank.submit_payment_batch_frame(batch_id, envelope.account_number, envelope.currency,
+                                                        block_reference, payments.select(PAYMENT_COLUMNS)),
+                max_attempts, failed, backoff_seconds)
+        except ServiceRequestRejected as error:
+            _record_attempt_failure(conn, envelope_id, batch_id, error.code, True)
+            raise
+        result.bank_seconds += time.perf_counter() - call_started
+        fault_point("after_bank_call")
+        shipped, failed_count, reasons = record_acknowledgement(conn, envelope_id, batch_id, ack)
+        result.batches_sent += 1
+        result.shipped += shipped
+        result.failed += failed_count
+        for reason, count in reasons.items():
+            result.failed_by_reason[reason] = result.failed_by_reason.get(reason, 0) + count
+        sent_rows += payments.height
+        elapsed = time.perf_counter() - started
+        progress(f"envelope {envelope_id}: batch {index} of {len(pending)} ({batch_id}, {payments.height} payments) "
+                 f"acknowledged; {sent_rows / elapsed:,.0f} payments/s")
+    result.completed = finish_if_complete(conn, envelope_id)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def finish_if_complete(conn: psycopg.Connection, envelope_id: str) -> bool:
+    """Mark shipment COMPLETED when nothing is left to send."""
+    left = conn.execute(
+        """SELECT (SELECT count(*) FROM bridge.disbursement WHERE disbursement_envelope_id = %(e)s
+                     AND disbursement_status IN ('RECEIVED', 'RESOLVED'))
+                + (SELECT count(*) FROM bridge.bank_disbursement_batch_status WHERE disbursement_envelope_id = %(e)s
+                     AND disbursement_payment_status <> 'ACKNOWLEDGED')""", dict(e=envelope_id)).fetchone()[0]
+    if left:
+        return False
+    conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_status = 'COMPLETED',
+                    disbursement_completed_at = coalesce(disbursement_completed_at, now()), updated_at = now()
+                    WHERE disbursement_envelope_id = %s""", (envelope_id,))
+    return True

@@ -1,0 +1,250 @@
+"""Reconciling one imported statement: load what its lines name, run the pure `reconcile`, write back in ONE
+transaction (COPY into temp tables, then set-based INSERT ... ON CONFLICT / UPDATE ... FROM), recount the envelope
+counters it touched."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import polars as pl
+import psycopg
+
+from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.faults import fault_point
+from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REVERSAL,
+                                                   ReconciliationResult, extract_references, reconcile)
+from bridge_pipelines.statements.model import AMOUNT_DTYPE, ParsedStatementFile
+
+
+@dataclass
+class ReconciliationSummary:
+    statement_id: str
+    lines: int = 0
+    reconciled_lines: int = 0
+    error_lines: int = 0
+    unrelated_lines: int = 0
+    disbursements_reconciled: int = 0
+    disbursements_reversed: int = 0
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    first_errors: list[dict] = field(default_factory=list)
+    envelopes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile) -> pl.DataFrame:
+    pages = pl.DataFrame({
+        "page": pl.Series(range(len(parsed.pages)), dtype=pl.Int32),
+        "statement_number": [p.statement_number for p in parsed.pages],
+        "statement_sequence": [p.sequence_number or str(i + 1) for i, p in enumerate(parsed.pages)],
+    }, schema={"page": pl.Int32, "statement_number": pl.String, "statement_sequence": pl.String})
+    return parsed.lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
+
+
+def _load_candidates(conn: psycopg.Connection, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    refs = extract_references(lines)
+    references = refs.select(pl.col("our_reference").alias("ref")).drop_nulls().unique()
+    batches = refs.select(pl.col("our_batch").alias("ref")).drop_nulls().unique()
+    conn.execute("CREATE TEMP TABLE recon_ref (ref text) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE recon_batch (ref text) ON COMMIT DROP")
+    copy_frame(conn, references, "recon_ref")
+    copy_frame(conn, batches, "recon_batch")
+    disbursements = read_frame(conn, """
+        SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
+               d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status
+        FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
+        WHERE d.bank_reference IN (SELECT ref FROM recon_ref)
+        UNION ALL
+        SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
+               d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status
+        FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
+        WHERE d.shipment_batch_id IN (SELECT ref FROM recon_batch)
+          AND d.bank_reference NOT IN (SELECT ref FROM recon_ref)""", schema=DISBURSEMENT_SCHEMA)
+    if disbursements.height == 0:
+        disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
+    existing = read_frame(conn, """
+        SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
+               r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
+        FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
+        WHERE d.bank_reference IN (SELECT ref FROM recon_ref) OR d.shipment_batch_id IN (SELECT ref FROM recon_batch)""",
+                          schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
+    if existing.height == 0:
+        existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
+    else:
+        existing = existing.with_columns((pl.col("reversal_found") == "t").alias("reversal_found"))
+    return disbursements, existing
+
+
+MATCH_COLUMNS = ("disbursement_id", "disbursement_envelope_id", "shipment_batch_id", "match_kind", "statement_id",
+                 "statement_number", "statement_sequence", "page", "entry_sequence", "entry_date", "value_date",
+                 "reference", "reason")
+
+
+def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult) -> tuple[int, int, list[str]]:
+    matches = result.matches.with_columns(
+        pl.coalesce(pl.col("customer_reference"), pl.col("our_reference")).alias("reference"),
+        pl.when(pl.col("match_kind") == REVERSAL)
+        .then(pl.coalesce(pl.col("return_reason"), pl.col("information"))).otherwise(None).alias("reason"))
+    conn.execute("""CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
+        shipment_batch_id text, match_kind text, statement_id text, statement_number text, statement_sequence text,
+        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text)
+        ON COMMIT DROP""")
+    copy_frame(conn, matches.select(MATCH_COLUMNS), "recon_match")
+    conn.execute("""
+        INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
+            disbursement_envelope_id, remittance_reference_number, remittance_statement_id,
+            remittance_statement_number, remittance_statement_sequence, remittance_page, remittance_entry_sequence,
+            remittance_entry_date, remittance_value_date)
+        SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, reference, statement_id,
+               statement_number, statement_sequence, page, entry_sequence, entry_date, value_date
+        FROM recon_match WHERE match_kind = 'REMITTANCE'
+        ON CONFLICT (disbursement_id) DO UPDATE SET
+            remittance_reference_number = excluded.remittance_reference_number,
+            remittance_statement_id = excluded.remittance_statement_id,
+            remittance_statement_number = excluded.remittance_statement_number,
+            remittance_statement_sequence = excluded.remittance_statement_sequence,
+            remittance_page = excluded.remittance_page,
+            remittance_entry_sequence = excluded.remittance_entry_sequence,
+            remittance_entry_date = excluded.remittance_entry_date,
+            remittance_value_date = excluded.remittance_value_date, updated_at = now()
+        WHERE r.remittance_statement_id IS NULL""")
+    conn.execute("""
+        INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
+            disbursement_envelope_id, reversal_found, reversal_statement_id, reversal_statement_number,
+            reversal_statement_sequence, reversal_page, reversal_entry_sequence, reversal_entry_date,
+            reversal_value_date, reversal_reason)
+        SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, true, statement_id, statement_number,
+               statement_sequence, page, entry_sequence, entry_date, value_date, reason
+        FROM recon_match WHERE match_kind = 'REVERSAL'
+        ON CONFLICT (disbursement_id) DO UPDATE SET
+            reversal_found = true, reversal_statement_id = excluded.reversal_statement_id,
+            reversal_statement_number = excluded.reversal_statement_number,
+            reversal_statement_sequence = excluded.reversal_statement_sequence,
+            reversal_page = excluded.reversal_page, reversal_entry_sequence = excluded.reversal_entry_sequence,
+            reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
+            reversal_reason = excluded.reversal_reason, updated_at = now()
+        WHERE NOT r.reversal_found""")
+    reconciled, reversed_ = conn.execute("""
+        WITH target AS (
+            SELECT d.disbursement_id, d.disbursement_status AS from_status,
+                   CASE WHEN r.reversal_found THEN 'REVERSED' ELSE 'RECONCILED' END AS to_status
+            FROM bridge.disbursement d JOIN bridge.disbursement_recon r USING (disbursement_id)
+            WHERE d.disbursement_id IN (SELECT disbursement_id FROM recon_match)
+              AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
+        ),
+        changed AS (
+            UPDATE bridge.disbursement d SET disbursement_status = t.to_status, status_updated_at = now(),
+                   status_reason_code = CASE WHEN t.to_status = 'REVERSED' THEN 'REVERSED_BY_BANK' END
+            FROM target t
+            WHERE d.disbursement_id = t.disbursement_id AND t.to_status <> t.from_status
+            RETURNING d.disbursement_id, d.disbursement_envelope_id, t.from_status, t.to_status
+        ),
+        events AS (
+            INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
+                                                   detail)
+            SELECT disbursement_id, disbursement_envelope_id, from_status, to_status, %s FROM changed
+        )
+        SELECT count(*) FILTER (WHERE to_status = 'RECONCILED'), count(*) FILTER (WHERE to_status = 'REVERSED')
+        FROM changed""", (f"statement {statement_id}",)).fetchone()
+    envelopes = [row[0] for row in conn.execute(
+        "SELECT DISTINCT disbursement_envelope_id FROM recon_match UNION "
+        "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
+        "AND disbursement_envelope_id IS NOT NULL", (statement_id,))]
+    return reconciled, reversed_, envelopes
+
+
+ERROR_COLUMNS = ("statement_id", "statement_number", "statement_sequence", "page", "entry_sequence", "entry_date",
+                 "value_date", "mark", "amount", "currency", "bank_reference_found", "disbursement_id",
+                 "disbursement_envelope_id", "error_reason", "error_detail", "information")
+UNRELATED_COLUMNS = ("statement_id", "page", "entry_sequence", "value_date", "entry_date", "mark", "amount",
+                     "currency", "customer_reference", "bank_reference", "information")
+
+
+def _write_lines(conn: psycopg.Connection, result: ReconciliationResult) -> None:
+    errors = result.errors
+    if errors.height:
+        errors = errors.with_columns(pl.coalesce(pl.col("our_reference"), pl.col("our_batch"),
+                                                 pl.col("customer_reference")).alias("bank_reference_found"))
+        conn.execute("""CREATE TEMP TABLE recon_error (statement_id text, statement_number text,
+            statement_sequence text, page integer, entry_sequence integer, entry_date date, value_date date,
+            mark text, amount numeric, currency text, bank_reference_found text, disbursement_id text,
+            disbursement_envelope_id text, error_reason text, error_detail text, information text) ON COMMIT DROP""")
+        copy_frame(conn, errors.select(ERROR_COLUMNS), "recon_error")
+        conn.execute("""
+            INSERT INTO bridge.disbursement_error_recon (statement_id, statement_number, statement_sequence, page,
+                entry_sequence, entry_date, value_date, mark, amount, currency, bank_reference, disbursement_id,
+                disbursement_envelope_id, error_reason, error_detail, information)
+            SELECT statement_id, statement_number, statement_sequence, page, entry_sequence, entry_date, value_date,
+                   mark, amount, left(currency, 3), bank_reference_found, disbursement_id, disbursement_envelope_id,
+                   error_reason, error_detail, information
+            FROM recon_error ON CONFLICT (statement_id, page, entry_sequence) DO NOTHING""")
+    if result.unrelated.height:
+        conn.execute("""CREATE TEMP TABLE recon_unrelated (statement_id text, page integer, entry_sequence integer,
+            value_date date, entry_date date, mark text, amount numeric, currency text, customer_reference text,
+            bank_reference text, information text) ON COMMIT DROP""")
+        copy_frame(conn, result.unrelated.select(UNRELATED_COLUMNS), "recon_unrelated")
+        conn.execute("""INSERT INTO bridge.statement_unrelated_line SELECT statement_id, page, entry_sequence,
+            value_date, entry_date, mark, amount, left(currency, 3), customer_reference, bank_reference, information
+            FROM recon_unrelated ON CONFLICT DO NOTHING""")
+
+
+def recount_envelopes(conn: psycopg.Connection, envelope_ids: list[str]) -> None:
+    """Set the reconciled / reversed counters of these envelopes from a recount (exact, idempotent)."""
+    if not envelope_ids:
+        return
+    conn.execute("""
+        UPDATE bridge.disbursement_envelope_batch_status bs SET
+            number_of_disbursements_reconciled = c.reconciled,
+            total_disbursement_amount_reconciled = c.reconciled_amount,
+            number_of_disbursements_reversed = c.reversed,
+            total_disbursement_amount_reversed = c.reversed_amount, updated_at = now()
+        FROM (SELECT e AS disbursement_envelope_id,
+                     count(*) FILTER (WHERE d.disbursement_status = 'RECONCILED') AS reconciled,
+                     coalesce(sum(d.disbursement_amount) FILTER (WHERE d.disbursement_status = 'RECONCILED'), 0)
+                         AS reconciled_amount,
+                     count(*) FILTER (WHERE d.disbursement_status = 'REVERSED') AS reversed,
+                     coalesce(sum(d.disbursement_amount) FILTER (WHERE d.disbursement_status = 'REVERSED'), 0)
+                         AS reversed_amount
+              FROM unnest(%s::text[]) AS e
+              LEFT JOIN bridge.disbursement d ON d.disbursement_envelope_id = e
+                    AND d.disbursement_status IN ('RECONCILED', 'REVERSED')
+              GROUP BY e) c
+        WHERE bs.disbursement_envelope_id = c.disbursement_envelope_id""", (envelope_ids,))
+
+
+def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile,
+                        error_sample: int = 20) -> ReconciliationSummary:
+    """Reconcile an imported statement (all in one transaction; safe to run again)."""
+    started = time.perf_counter()
+    summary = ReconciliationSummary(statement_id)
+    lines = statement_lines_frame(statement_id, parsed).with_columns(pl.col("amount").cast(AMOUNT_DTYPE))
+    with conn.transaction():
+        conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
+        disbursements, existing = _load_candidates(conn, lines)
+        result = reconcile(lines, disbursements, existing)
+        reconciled, reversed_, envelopes = _write(conn, statement_id, result)
+        _write_lines(conn, result)
+        envelopes = sorted(set(envelopes) | set(
+            result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list()
+            if "disbursement_envelope_id" in result.errors.columns else []))
+        recount_envelopes(conn, envelopes)
+        counts = result.counts()
+        summary.lines = lines.height
+        summary.reconciled_lines = counts.get("RECONCILED", 0)
+        summary.error_lines = counts.get("ERROR", 0)
+        summary.unrelated_lines = counts.get("UNRELATED", 0)
+        conn.execute("""UPDATE bridge.account_statement SET statement_process_status = 'RECONCILED',
+                        number_of_lines_reconciled = %s, number_of_lines_unrelated = %s,
+                        number_of_lines_in_error = %s, processed_at = now() WHERE statement_id = %s""",
+                     (summary.reconciled_lines, summary.unrelated_lines, summary.error_lines, statement_id))
+        fault_point("reconciliation_before_commit")
+    summary.disbursements_reconciled = reconciled
+    summary.disbursements_reversed = reversed_
+    summary.envelopes = envelopes
+    if result.errors.height:
+        summary.errors_by_reason = dict(result.errors.group_by("error_reason").len().iter_rows())
+        summary.first_errors = result.errors.head(error_sample).select(
+            "page", "entry_sequence", "mark", pl.col("amount").cast(pl.String), "error_reason", "error_detail"
+        ).to_dicts()
+    summary.seconds = time.perf_counter() - started
+    return summary
