@@ -94,6 +94,60 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from bridge_pipelines.disbursement.retry_envelope import retry_step
+
+    with psycopg.connect(_database_url(settings), autocommit=True) as conn:
+        try:
+            changed = retry_step(conn, args.envelope_id, args.step)
+        except (LookupError, ValueError) as error:
+            print(str(error), file=sys.stderr)
+            return 2
+    if changed:
+        print(f"{args.step} of envelope {args.envelope_id} will be retried: the envelope sensor resumes it under "
+              "`bridge up`, or run `bridge process` now")
+    else:
+        print(f"{args.step} of envelope {args.envelope_id} is not in an error state: nothing to retry "
+              f"(see `bridge status {args.envelope_id}`)")
+    return 0
+
+
+def cmd_statement_check(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from bridge_pipelines.statements.checks import statement_summary
+    from bridge_pipelines.statements.importing import parse_statement_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    summary = statement_summary(parse_statement_file(path.read_bytes()))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"{path.name}: {summary['format']}, {summary['page_count']} page(s), {summary['line_count']} line(s)")
+        for page in summary["pages"]:
+            print("  " + json.dumps(page, default=str))
+        for problem in summary["problems"]:
+            print(f"  PROBLEM {problem['code']}: {problem['message']}")
+        print("  OK: balances close and every entry was read" if summary["ok"] else "  NOT OK")
+    return 0 if summary["ok"] else 1
+
+
+def cmd_bank(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge_pipelines.bank.example_bank.server import request_close_day, run_example_servers
+
+    if args.bank_command == "close-day":
+        written = request_close_day(settings)
+        print("\n".join(written) if written else "no new entries: no statement written")
+        return 0
+    run_example_servers(settings, _database_url(settings))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from bridge_pipelines.up import run_everything
 
@@ -136,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("envelope_id", nargs="?", help="one envelope id")
     status.add_argument("--json", action="store_true", help="JSON instead of a table")
     status.set_defaults(func=cmd_status)
+
+    retry = sub.add_parser("retry", help="retry a step of an envelope that ended in ERROR (resolution, funds, shipment)")
+    retry.add_argument("envelope_id")
+    retry.add_argument("step", choices=("resolution", "funds", "shipment"))
+    retry.set_defaults(func=cmd_retry)
+
+    statement = sub.add_parser("statement", help="bank statements")
+    statement_sub = statement.add_subparsers(dest="statement_command", required=True, metavar="STATEMENT_COMMAND")
+    check = statement_sub.add_parser("check", help="parse a statement file (MT940 or camt.053) without importing it")
+    check.add_argument("file")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_statement_check)
+
+    bank = sub.add_parser("bank", help="run the example sponsor bank and ID mapper (or `bridge bank close-day`)")
+    bank.add_argument("bank_command", nargs="?", choices=("close-day",),
+                      help="close-day: ask the example bank to write its end-of-day statements into the inbox now")
+    bank.set_defaults(func=cmd_bank)
     return parser
 
 

@@ -12,6 +12,7 @@ from bridge_pipelines.jobs import disbursement_job, intake_job, statement_job
 from resources import BridgeDatabase, BridgeSettings, IdMapper, SponsorBank, StatementInbox
 from sensors.envelope_ready import envelope_ready_sensor
 from sensors.intake import intake_sensor
+from sensors.run_failure import run_failure_sensor
 from sensors.statement_file import statement_sensor
 
 defs = dg.Definitions(
@@ -19,7 +20,7 @@ defs = dg.Definitions(
             statement_reconciliation],
     asset_checks=[received_equals_declared, shipment_adds_up, statement_balances_close, reconciliation_adds_up],
     jobs=[intake_job, disbursement_job, statement_job],
-    sensors=[intake_sensor, envelope_ready_sensor, statement_sensor],
+    sensors=[intake_sensor, envelope_ready_sensor, statement_sensor, run_failure_sensor],
     resources={
         "database": BridgeDatabase(),
         "bridge_settings": BridgeSettings(),

@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psycopg
 
+from bridge_pipelines.run_failures import record_run_failure
+
 log = logging.getLogger(__name__)
 
 PROCESS_LOCK = 7_311_940_003
+# Upstream first, so that one round can take a staged envelope all the way to the bank.
+SENSOR_ORDER = ("intake_sensor", "envelope_ready_sensor", "statement_sensor")
 _CURSOR_PREFIX = "bridge/process/sensor_cursor/"
 
 
@@ -36,11 +40,26 @@ class ProcessReport:
     rounds: int = 0
     runs: list[RunOutcome] = field(default_factory=list)
     skipped_run_keys: list[str] = field(default_factory=list)
+    failed_targets: set[tuple[str, str | None]] = field(default_factory=set)
     seconds: float = 0.0
 
     @property
     def success(self) -> bool:
         return all(run.success for run in self.runs)
+
+
+def _failure_message(result) -> str:
+    """The first step failure's own message (a dg.Failure description or the exception), else the run's."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error is not None:
+                cause = data.error.cause
+                return (cause.message if cause is not None else data.error.message).strip()
+    failures = [event for event in result.all_events if event.is_failure]
+    return failures[0].message if failures else "run failed"
 
 
 def _run_exists(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
@@ -55,7 +74,8 @@ def evaluate_sensor(instance: dg.DagsterInstance, defs: dg.Definitions, sensor: 
     cursor = instance.run_storage.get_cursor_values({key}).get(key)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, sensor_name=sensor.name,
                                       resources=dict(defs.resources or {}))
-    data = sensor.evaluate_tick(context)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        data = sensor.evaluate_tick(context)
     if data.cursor is not None and data.cursor != cursor:
         instance.run_storage.set_cursor_values({key: data.cursor})
     return data
@@ -73,12 +93,14 @@ def process(
         lock_conn.execute("SELECT pg_advisory_lock(%s)", (PROCESS_LOCK,))
         try:
             repository = defs.get_repository_def()
-            sensors = sorted(repository.sensor_defs, key=lambda s: s.name)
+            # Sensors that start runs; run-status sensors react to runs, and `process` reports failures itself.
+            sensors = sorted((s for s in repository.sensor_defs if s.has_jobs),
+                             key=lambda s: (SENSOR_ORDER.index(s.name) if s.name in SENSOR_ORDER else 99, s.name))
             for _round in range(max_rounds):
                 report.rounds += 1
                 launched = 0
                 for sensor in sensors:
-                    launched += _tick_and_run(instance, defs, sensor, report)
+                    launched += _tick_and_run(instance, defs, sensor, report, database_url)
                 if launched == 0:
                     break
         finally:
@@ -88,7 +110,7 @@ def process(
 
 
 def _tick_and_run(instance: dg.DagsterInstance, defs: dg.Definitions, sensor: dg.SensorDefinition,
-                  report: ProcessReport) -> int:
+                  report: ProcessReport, database_url: str) -> int:
     data = evaluate_sensor(instance, defs, sensor)
     for request in data.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
@@ -102,10 +124,14 @@ def _tick_and_run(instance: dg.DagsterInstance, defs: dg.Definitions, sensor: dg
     launched = 0
     for request in data.run_requests or []:
         run_key = request.run_key or ""
+        job_name = request.job_name or sensor.job_name
         if run_key and _run_exists(instance, sensor.name, run_key):
             report.skipped_run_keys.append(run_key)
             continue
-        job_name = request.job_name or sensor.job_name
+        if (job_name, request.partition_key) in report.failed_targets:
+            # one pass does not retry what already failed in it (the daemon retries on its own schedule)
+            report.skipped_run_keys.append(run_key)
+            continue
         job = defs.resolve_job_def(job_name)
         tags = {**(request.tags or {}), "dagster/sensor_name": sensor.name}
         if run_key:
@@ -117,8 +143,13 @@ def _tick_and_run(instance: dg.DagsterInstance, defs: dg.Definitions, sensor: dg
             tags=tags, raise_on_error=False)
         error = None
         if not result.success:
-            failures = [event for event in result.all_events if event.is_failure]
-            error = failures[0].message if failures else "run failed"
+            error = _failure_message(result)
+            report.failed_targets.add((job_name, request.partition_key))
         report.runs.append(RunOutcome(job_name, run_key, request.partition_key, result.run_id, result.success, error))
+        if not result.success:
+            failed_steps = [event.step_key for event in result.all_events if event.is_step_failure]
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                record_run_failure(conn, result.run_id, job_name, request.partition_key,
+                                   ", ".join(s for s in failed_steps if s), error)
         launched += 1
     return launched

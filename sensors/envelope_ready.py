@@ -28,6 +28,8 @@ def envelope_ready_sensor(context: dg.SensorEvaluationContext, database: BridgeD
         return dg.SensorResult(skip_reason="no envelope is due, waiting or unfinished")
     known = set(context.instance.get_dynamic_partitions(envelope_partitions.name))
     missing = [c["envelope_id"] for c in candidates if c["envelope_id"] not in known]
+    if missing:
+        context.instance.add_dynamic_partitions(envelope_partitions.name, missing)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(partition_key=c["envelope_id"],
@@ -35,5 +37,4 @@ def envelope_ready_sensor(context: dg.SensorEvaluationContext, database: BridgeD
                           tags={"bridge/envelope": c["envelope_id"], "bridge/reason": c["reason"]})
             for c in candidates
         ],
-        dynamic_partitions_requests=[envelope_partitions.build_add_request(missing)] if missing else [],
     )

@@ -26,8 +26,13 @@ def statement_sensor(context: dg.SensorEvaluationContext, database: BridgeDataba
         return dg.SensorResult(skip_reason="no new statement file" if not registrations else
                                f"{len(registrations)} file(s) seen, none new: " +
                                "; ".join(f"{r.file_name}: {r.detail}" for r in registrations[:5]))
+    # Partitions are added here, before the run requests are returned, so that the requests validate the same way
+    # under the daemon and under `bridge process`.
+    known = set(context.instance.get_dynamic_partitions(statement_partitions.name))
+    missing = [item.statement_id for item in new if item.statement_id not in known]
+    if missing:
+        context.instance.add_dynamic_partitions(statement_partitions.name, missing)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=item.statement_id, run_key=f"statement:{item.sha256}",
                                     tags={"bridge/statement_file": item.file_name[:200]}) for item in new],
-        dynamic_partitions_requests=[statement_partitions.build_add_request([item.statement_id for item in new])],
     )
