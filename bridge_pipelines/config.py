@@ -42,6 +42,17 @@ def _float(name: str, default: float, minimum: float = 0.0, maximum: float | Non
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
 def _date(name: str) -> date | None:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -93,6 +104,9 @@ class Settings:
     bank_port: int
     mapper_port: int
     host: str
+    bank_statement_page_size: int = 2000  # example bank: MT940 :61: lines per statement page
+    bank_batch_booking: bool = False  # example bank: one statement line per payment batch instead of per payment
+    mapper_failure_rate: float = 0.0  # example mapper: share of ids that do not resolve
 
     @property
     def business_date(self) -> date:
@@ -139,4 +153,7 @@ def load_settings() -> Settings:
         bank_port=_int("BRIDGE_BANK_PORT", 8041, minimum=1),
         mapper_port=_int("BRIDGE_MAPPER_PORT", 8042, minimum=1),
         host=os.environ.get("BRIDGE_HOST", "127.0.0.1"),
+        bank_statement_page_size=_int("BRIDGE_BANK_STATEMENT_PAGE_SIZE", 2000, minimum=1),
+        bank_batch_booking=_bool("BRIDGE_BANK_BATCH_BOOKING", False),
+        mapper_failure_rate=_float("BRIDGE_MAPPER_FAILURE_RATE", 0.0, minimum=0.0, maximum=1.0),
     )
