@@ -60,6 +60,10 @@ WHERE bs.disbursement_completed_at IS NULL
          AND bs.disbursement_pipeline_runs < %(max_runs)s
          AND (bs.funds_available_with_bank <> 'FUNDS_NOT_AVAILABLE'
               OR bs.funds_available_latest_timestamp < now() - make_interval(secs => %(funds_retry_seconds)s)))
+        -- cancelled after work started: settle recorded batches with the bank and release the block, even if a
+        -- step was in ERROR (nothing more will be paid from this envelope)
+     OR (bs.disbursement_started_at IS NOT NULL AND e.cancellation_status = 'CANCELLED'
+         AND bs.disbursement_pipeline_runs < %(max_runs)s)
   )
 ORDER BY e.disbursement_schedule_date, e.disbursement_envelope_id
 LIMIT %(limit)s

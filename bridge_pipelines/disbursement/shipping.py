@@ -110,8 +110,36 @@ def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) ->
 def _pending_batches(conn: psycopg.Connection, envelope_id: str) -> list[tuple[str, int]]:
     return conn.execute(
         """SELECT bank_disbursement_batch_id, number_of_disbursements FROM bridge.bank_disbursement_batch_status
-           WHERE disbursement_envelope_id = %s AND disbursement_payment_status <> 'ACKNOWLEDGED'
+           WHERE disbursement_envelope_id = %s AND disbursement_payment_status IN ('PENDING', 'ERROR')
            ORDER BY batch_sequence""", (envelope_id,)).fetchall()
+
+
+def settle_batches_of_cancelled_envelope(conn: psycopg.Connection, envelope_id: str,
+                                         bank: SponsorBankConnector) -> tuple[int, int]:
+    """An envelope was cancelled while batches were recorded but not acknowledged. Ask the bank: a batch it has
+    is recorded as it answered (those payments were made); a batch it never received is cancelled, never sent.
+    Returns (batches acknowledged, disbursements cancelled)."""
+    acknowledged = cancelled = 0
+    for batch_id, _size in _pending_batches(conn, envelope_id):
+        ack = bank.query_batch(batch_id)
+        if ack is not None:
+            record_acknowledgement(conn, envelope_id, batch_id, ack)
+            acknowledged += 1
+            continue
+        with conn.transaction():
+            cancelled += conn.execute(
+                """WITH changed AS (
+                       UPDATE bridge.disbursement SET disbursement_status = 'CANCELLED',
+                              status_reason_code = 'ENVELOPE_CANCELLED', cancelled_at = now(), status_updated_at = now()
+                       WHERE shipment_batch_id = %(b)s AND disbursement_status = 'RESOLVED'
+                       RETURNING disbursement_id, disbursement_envelope_id)
+                   INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
+                                                          to_status, reason_code, detail)
+                   SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', 'CANCELLED', 'ENVELOPE_CANCELLED',
+                          'batch ' || %(b)s || ' never reached the bank' FROM changed""", dict(b=batch_id)).rowcount
+            conn.execute("UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = 'CANCELLED', "
+                         "latest_timestamp = now() WHERE bank_disbursement_batch_id = %s", (batch_id,))
+    return acknowledged, cancelled
 
 
 def _record_attempt_failure(conn: psycopg.Connection, envelope_id: str, batch_id: str, code: str,
@@ -184,6 +212,13 @@ def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBan
     started = time.perf_counter()
     result = ShippingResult()
     envelope_id = envelope.envelope_id
+    if envelope.cancelled:
+        call_with_retries(f"settling the batches of cancelled envelope {envelope_id}",
+                          lambda: settle_batches_of_cancelled_envelope(conn, envelope_id, bank), max_attempts,
+                          lambda *_: None, backoff_seconds)
+        result.completed = finish_if_complete(conn, envelope_id)
+        result.seconds = time.perf_counter() - started
+        return result
     result.batches_planned = plan_batches(conn, envelope_id, batch_size)
     pending = _pending_batches(conn, envelope_id)
     sent_rows = 0
@@ -234,7 +269,7 @@ def finish_if_complete(conn: psycopg.Connection, envelope_id: str) -> bool:
         """SELECT (SELECT count(*) FROM bridge.disbursement WHERE disbursement_envelope_id = %(e)s
                      AND disbursement_status IN ('RECEIVED', 'RESOLVED'))
                 + (SELECT count(*) FROM bridge.bank_disbursement_batch_status WHERE disbursement_envelope_id = %(e)s
-                     AND disbursement_payment_status <> 'ACKNOWLEDGED')""", dict(e=envelope_id)).fetchone()[0]
+                     AND disbursement_payment_status IN ('PENDING', 'ERROR'))""", dict(e=envelope_id)).fetchone()[0]
     if left:
         return False
     conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_status = 'COMPLETED',

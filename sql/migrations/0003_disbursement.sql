@@ -30,7 +30,7 @@ CREATE TABLE bridge.bank_disbursement_batch_status (
     number_of_disbursements     integer NOT NULL CHECK (number_of_disbursements >= 1),
     total_disbursement_amount   numeric NOT NULL CHECK (total_disbursement_amount > 0),
     disbursement_payment_status text NOT NULL DEFAULT 'PENDING' CHECK (disbursement_payment_status IN
-                                    ('PENDING', 'ACKNOWLEDGED', 'ERROR')),
+                                    ('PENDING', 'ACKNOWLEDGED', 'ERROR', 'CANCELLED')),
     number_accepted             integer,
     number_rejected             integer,
     attempts                    integer NOT NULL DEFAULT 0,
