@@ -70,6 +70,18 @@ def test_full_cycle_without_mapper(bridge_env, db: psycopg.Connection, make_exam
         # a second pass finds nothing to do
         assert run_process(instance).runs == []
 
+        from bridge_pipelines.definitions import defs
+        report = defs.resolve_job_def("reports_job").execute_in_process(instance=instance)
+        assert report.success
+        metadata = instance.get_latest_materialization_event(
+            dg.AssetKey("daily_reconciliation_report")).asset_materialization.metadata
+        assert metadata["shipped"].value == 120
+        assert metadata["reversed"].value == final.get("REVERSED", 0)
+        assert metadata["unreconciled"].value == 0
+        stored = db.execute("SELECT report FROM bridge.reconciliation_report WHERE benefit_program_mnemonic = %s",
+                            (staged["program"],)).fetchone()[0]
+        assert stored["reconciled"] == final.get("RECONCILED", 0)
+
 
 def test_mapper_resolution_and_cancelled_disbursements_never_reach_the_bank(
         bridge_env, db: psycopg.Connection, make_example_bank, make_example_mapper, business_day) -> None:

@@ -1,0 +1,1 @@
+"""Operator reports: daily reconciliation per program, statement completeness."""
