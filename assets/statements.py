@@ -7,6 +7,7 @@ from bridge_pipelines.partitions import statement_partitions
 from bridge_pipelines.reconciliation.writeback import reconcile_statement
 from bridge_pipelines.statements.importing import check_statement, parse_statement_file, record_statement
 from bridge_pipelines.statements.inbox import file_of_statement, quarantine, safe_inbox_path
+from bridge_pipelines.statements.sequence import sequence_gaps
 from resources import BridgeDatabase, StatementInbox
 
 OWNERS = ["team:bridge-operations"]
@@ -37,6 +38,9 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
             conn.execute("UPDATE bridge.inbox_file SET inbox_status = %s, detail = %s WHERE statement_id = %s",
                          ("IMPORTED" if outcome.ok else "QUARANTINED",
                           "parsed" if outcome.ok else f"{outcome.error_code}: {outcome.error_detail}", statement_id))
+        account = conn.execute("SELECT account_number FROM bridge.account_statement WHERE statement_id = %s",
+                               (statement_id,)).fetchone()[0]
+        gaps = sequence_gaps(conn, account) if account else []
     if not outcome.ok:
         quarantine(folder, file_name, f"{outcome.error_code}: {outcome.error_detail}")
         context.log.warning(f"statement {statement_id} ({file_name}) quarantined: {outcome.error_code}")
@@ -45,6 +49,8 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
         "file": file_name, "format": parsed.format, "pages": len(parsed.pages), "lines": parsed.lines.height,
         "status": "PARSED" if outcome.ok else "QUARANTINED",
         "accounts": ", ".join(sorted({p.account or "?" for p in parsed.pages})),
+        "sequence_gaps": len(gaps),
+        "missing_statements": ", ".join(f"{g['first_missing']}-{g['last_missing']}" for g in gaps[:20]) or "none",
         "summary": markdown_list(f"Statement {statement_id}", {
             "file": file_name, "pages": len(parsed.pages), "lines": parsed.lines.height,
             "problem": f"{outcome.error_code}: {outcome.error_detail}" if not outcome.ok else "none"}),

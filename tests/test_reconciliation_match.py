@@ -116,3 +116,16 @@ def test_batch_booking_reconciles_every_member_when_count_and_total_agree() -> N
     wrong = lines_frame([line(1, "D", "20.00", "NONREF", batch_reference=BATCH, batch_count=3)])
     result = reconcile(wrong, members, NO_EXISTING)
     assert error_reason(result, 1) == "AMOUNT_MISMATCH" and result.matches.height == 0
+
+
+def test_statement_sequence_gaps_per_account(db) -> None:
+    from bridge_pipelines.statements.sequence import sequence_gaps
+
+    for number, account in ((1, "A"), (2, "A"), (5, "A"), (1, "B"), (3, "B")):
+        db.execute("""INSERT INTO bridge.account_statement (statement_id, file_name, file_sha256, file_size, raw_file,
+                      account_number, statement_number, statement_process_status)
+                      VALUES (%s, 'f', %s, 0, '', %s, %s, 'RECONCILED')""",
+                   (f"S{account}{number}", f"{account}{number}".ljust(64, "0"), account, str(number)))
+    assert sequence_gaps(db) == [{"account_number": "A", "first_missing": 3, "last_missing": 4},
+                                 {"account_number": "B", "first_missing": 2, "last_missing": 2}]
+    assert sequence_gaps(db, "B") == [{"account_number": "B", "first_missing": 2, "last_missing": 2}]
