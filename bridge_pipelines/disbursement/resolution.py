@@ -64,6 +64,7 @@ def _record(conn: psycopg.Connection, envelope_id: str, results: pl.DataFrame) -
             bank_account_number text, bank_code text, branch_code text, mobile_number text, email_address text,
             wallet_provider text) ON COMMIT DROP""")
         copy_frame(conn, results, "resolution_result", RESULT_COLUMNS)
+        conn.execute("ANALYZE resolution_result")  # a temp table has no statistics until analysed
         conn.execute("""
             INSERT INTO bridge.mapper_resolution_details (disbursement_id, beneficiary_id, mapper_status,
                 failure_reason_code, financial_address, fa_type, bank_account_number, bank_code, branch_code,

@@ -70,12 +70,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safe_inbox_path(inbox: Path, file_name: str) -> Path:
-    """The path of `file_name` inside the inbox; refuses names that would escape it."""
+def safe_inbox_path(inbox: Path, file_name: str, *, follow_symlink: bool = True) -> Path:
+    """The path of `file_name` inside the inbox; refuses names that would escape it. With follow_symlink=False the
+    entry itself is meant (a symlink being moved to quarantine), not what it points to."""
     if not file_name or "/" in file_name or "\\" in file_name or file_name in (".", "..") or "\x00" in file_name:
         raise ValueError(f"refused file name {file_name!r}: it must be a plain name inside the inbox")
     path = inbox / file_name
-    if path.resolve().parent != inbox.resolve():
+    resolved = path.resolve() if follow_symlink else path.parent.resolve() / path.name
+    if resolved.parent != inbox.resolve():
         raise ValueError(f"refused file name {file_name!r}: it resolves outside the inbox")
     return path
 
@@ -84,7 +86,7 @@ def quarantine(inbox: Path, file_name: str, reason: str) -> Path:
     """Move a file (or a symlink itself, never its target) to quarantine/ and write <name>.reason.txt beside it."""
     target_dir = inbox / QUARANTINE_DIR
     target_dir.mkdir(parents=True, exist_ok=True)
-    source = safe_inbox_path(inbox, file_name)
+    source = safe_inbox_path(inbox, file_name, follow_symlink=False)
     target = target_dir / file_name
     counter = 1
     while target.exists() or target.is_symlink():
