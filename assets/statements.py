@@ -1,5 +1,7 @@
 """Bank statements, one partition per statement file: parse and check, then reconcile back to disbursements."""
 
+import hashlib
+
 import dagster as dg
 
 from assets.metadata import markdown_list, table
@@ -31,7 +33,13 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
         path = safe_inbox_path(folder, file_name)
         if not path.exists():
             raise dg.Failure(f"statement {statement_id}: file {file_name} is no longer in the inbox {folder}")
+        if path.is_symlink():
+            raise dg.Failure(f"statement {statement_id}: {file_name} became a symbolic link after it was registered; "
+                             "it is not read")
         data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise dg.Failure(f"statement {statement_id}: {file_name} changed after it was registered (content hash "
+                             "differs); drop the new version under a new name")
         outcome = check_statement(conn, statement_id, data)
         with conn.transaction():
             record_statement(conn, outcome, file_name, sha256, data)

@@ -85,7 +85,8 @@ MATCH_COLUMNS = ("disbursement_id", "disbursement_envelope_id", "shipment_batch_
 
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult) -> tuple[int, int, list[str]]:
     matches = result.matches.with_columns(
-        pl.coalesce(pl.col("customer_reference"), pl.col("our_reference")).alias("reference"),
+        # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
+        pl.coalesce(pl.col("our_reference"), pl.col("our_batch"), pl.col("customer_reference")).alias("reference"),
         pl.when(pl.col("match_kind") == REVERSAL)
         .then(pl.coalesce(pl.col("return_reason"), pl.col("information"))).otherwise(None).alias("reason"))
     conn.execute("""CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
