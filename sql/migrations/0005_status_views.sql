@@ -39,6 +39,7 @@ SELECT e.disbursement_envelope_id,
        bs.number_of_disbursements_reversed,
        bs.total_disbursement_amount_reversed,
        bs.number_of_disbursements_failed,
+       coalesce(failed.amount_failed, 0)          AS total_disbursement_amount_failed,
        bs.number_of_disbursements_shipped - bs.number_of_disbursements_reconciled
            - bs.number_of_disbursements_reversed AS number_of_disbursements_unreconciled,
        coalesce(err.number_unmatched, 0)          AS number_of_statement_lines_unmatched,
@@ -52,7 +53,13 @@ JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_i
 LEFT JOIN LATERAL (
     SELECT count(*) AS number_unmatched, sum(r.amount) AS amount_unmatched
     FROM bridge.disbursement_error_recon r WHERE r.disbursement_envelope_id = e.disbursement_envelope_id
-) err ON true;
+) err ON true
+-- The batch status counts failed disbursements but keeps no failed amount: summed here (index on envelope, status).
+LEFT JOIN LATERAL (
+    SELECT sum(d.disbursement_amount) AS amount_failed
+    FROM bridge.disbursement d
+    WHERE d.disbursement_envelope_id = e.disbursement_envelope_id AND d.disbursement_status = 'FAILED'
+) failed ON true;
 
 CREATE VIEW bridge.disbursement_status AS
 SELECT d.disbursement_id,

@@ -1,5 +1,7 @@
 -- Intake of staging.benefit_program, one wave (rows with the same mnemonic go in successive waves, in staging_id
 -- order). Upsert by mnemonic. Reads intake_params (business_date, sla_days, wave); writes intake_wave.
+-- Values are compared the way they are stored (account number trimmed, currencies upper-cased), so re-staging the
+-- very same row is an identical no-op, never a PROGRAM_IN_USE change.
 
 -- name: evaluate
 CREATE TEMP TABLE intake_wave ON COMMIT DROP AS
@@ -19,14 +21,14 @@ checked AS (
              AND x.funding_org_code IS NOT DISTINCT FROM s.funding_org_code
              AND x.funding_org_name IS NOT DISTINCT FROM s.funding_org_name
              AND x.sponsor_bank_code IS NOT DISTINCT FROM s.sponsor_bank_code
-             AND x.sponsor_bank_account_number IS NOT DISTINCT FROM s.sponsor_bank_account_number
+             AND x.sponsor_bank_account_number IS NOT DISTINCT FROM btrim(s.sponsor_bank_account_number)
              AND x.sponsor_bank_branch_code IS NOT DISTINCT FROM s.sponsor_bank_branch_code
              AND x.sponsor_bank_account_currency IS NOT DISTINCT FROM upper(btrim(s.sponsor_bank_account_currency))
              AND x.disbursement_currency_code IS NOT DISTINCT FROM upper(btrim(s.disbursement_currency_code))
              AND x.id_mapper_resolution_required IS NOT DISTINCT FROM coalesce(s.id_mapper_resolution_required, false)
              AS identical,
            (x.sponsor_bank_code IS DISTINCT FROM s.sponsor_bank_code
-             OR x.sponsor_bank_account_number IS DISTINCT FROM s.sponsor_bank_account_number
+             OR x.sponsor_bank_account_number IS DISTINCT FROM btrim(s.sponsor_bank_account_number)
              OR x.sponsor_bank_account_currency IS DISTINCT FROM upper(btrim(s.sponsor_bank_account_currency))
              OR x.disbursement_currency_code IS DISTINCT FROM upper(btrim(s.disbursement_currency_code))
              OR x.id_mapper_resolution_required IS DISTINCT FROM coalesce(s.id_mapper_resolution_required, false))
@@ -38,12 +40,14 @@ checked AS (
 )
 SELECT checked.*,
        CASE
-           WHEN benefit_program_mnemonic IS NULL OR btrim(benefit_program_mnemonic) = ''
+           WHEN benefit_program_mnemonic IS NULL OR btrim(benefit_program_mnemonic, E' \t\n\r\f\v') = ''
                 OR length(benefit_program_mnemonic) > 64 THEN 'INVALID_PROGRAM_MNEMONIC'
            WHEN exists_already AND identical THEN NULL
-           WHEN benefit_program_name IS NULL OR btrim(benefit_program_name) = '' THEN 'INVALID_PROGRAM_NAME'
-           WHEN sponsor_bank_code IS NULL OR btrim(sponsor_bank_code) = '' THEN 'INVALID_SPONSOR_BANK_CODE'
-           WHEN sponsor_bank_account_number IS NULL OR btrim(sponsor_bank_account_number) = ''
+           WHEN benefit_program_name IS NULL OR btrim(benefit_program_name, E' \t\n\r\f\v') = ''
+                THEN 'INVALID_PROGRAM_NAME'
+           WHEN sponsor_bank_code IS NULL OR btrim(sponsor_bank_code, E' \t\n\r\f\v') = ''
+                THEN 'INVALID_SPONSOR_BANK_CODE'
+           WHEN sponsor_bank_account_number IS NULL OR btrim(sponsor_bank_account_number, E' \t\n\r\f\v') = ''
                 OR length(btrim(sponsor_bank_account_number)) > 34 THEN 'INVALID_SPONSOR_BANK_ACCOUNT_NUMBER'
            WHEN NOT account_currency_known THEN 'INVALID_SPONSOR_BANK_ACCOUNT_CURRENCY'
            WHEN NOT currency_known THEN 'INVALID_DISBURSEMENT_CURRENCY_CODE'

@@ -7,7 +7,7 @@ WITH s AS (
 )
 SELECT s.*,
        CASE
-           WHEN s.disbursement_envelope_id IS NULL OR btrim(s.disbursement_envelope_id) = ''
+           WHEN s.disbursement_envelope_id IS NULL OR btrim(s.disbursement_envelope_id, E' \t\n\r\f\v') = ''
                 OR length(s.disbursement_envelope_id) > 64 THEN 'INVALID_DISBURSEMENT_ENVELOPE_ID'
            WHEN e.disbursement_envelope_id IS NULL THEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND'
            WHEN e.cancellation_status = 'CANCELLED' THEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED'

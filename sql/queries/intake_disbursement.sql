@@ -1,7 +1,9 @@
 -- Intake of staging.disbursement, one wave (a disbursement_id staged several times goes in successive waves).
 -- Rules 1-6 are per row; rules 7-8 are running caps per envelope in staging_id order over the rows that passed
 -- 1-6, added to what the envelope already received: the first row that would overshoot the declared count or total,
--- and every later row of that envelope in the same run, is rejected.
+-- and every later row of that envelope in the same run, is rejected. "Every later row" includes rows of later waves
+-- (an id re-staged in the same batch): they see the earliest cap rejection of their envelope recorded so far in
+-- intake_result and are refused when they come after it.
 
 -- name: evaluate
 CREATE TEMP TABLE intake_wave ON COMMIT DROP AS
@@ -37,28 +39,44 @@ ruled AS (
            exists_already AND identical AS is_noop,
            CASE
                WHEN exists_already AND identical THEN NULL
-               WHEN disbursement_id IS NULL OR btrim(disbursement_id) = '' OR length(disbursement_id) > 64
+               WHEN disbursement_id IS NULL OR btrim(disbursement_id, E' \t\n\r\f\v') = ''
+                    OR length(disbursement_id) > 64
                     THEN 'INVALID_DISBURSEMENT_ID'
                WHEN NOT envelope_exists THEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND'
                WHEN cancellation_status = 'CANCELLED' THEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED'
                WHEN disbursement_started_at IS NOT NULL THEN 'DISBURSEMENT_ENVELOPE_SCHEDULE_DATE_REACHED'
-               WHEN beneficiary_id IS NULL OR btrim(beneficiary_id) = '' OR length(beneficiary_id) > 256
+               WHEN beneficiary_id IS NULL OR btrim(beneficiary_id, E' \t\n\r\f\v') = ''
+                    OR length(beneficiary_id) > 256
                     THEN 'INVALID_BENEFICIARY_ID'
-               WHEN beneficiary_name IS NULL OR btrim(beneficiary_name) = '' OR length(beneficiary_name) > 256
+               WHEN beneficiary_name IS NULL OR btrim(beneficiary_name, E' \t\n\r\f\v') = ''
+                    OR length(beneficiary_name) > 256
                     THEN 'INVALID_BENEFICIARY_NAME'
-               WHEN narrative IS NULL OR btrim(narrative) = '' OR length(narrative) > 256 THEN 'INVALID_NARRATIVE'
+               WHEN narrative IS NULL OR btrim(narrative, E' \t\n\r\f\v') = '' OR length(narrative) > 256
+                    THEN 'INVALID_NARRATIVE'
                WHEN disbursement_amount IS NULL OR disbursement_amount <= 0 OR disbursement_amount >= 1e18
                     OR min_scale(disbursement_amount) > minor_units THEN 'INVALID_DISBURSEMENT_AMOUNT'
                WHEN exists_already THEN 'DUPLICATE_DISBURSEMENT_ID'
            END AS row_error
     FROM checked
 ),
+-- Cap rejections of earlier waves of this run (empty in wave 1): the earliest per envelope, with its code.
+earlier_breach AS (
+    SELECT b.disbursement_envelope_id, min(r.staging_id) AS breach_staging_id,
+           (array_agg(r.error_code ORDER BY r.staging_id))[1] AS breach_code
+    FROM intake_result r
+    JOIN intake_batch_disbursement b USING (staging_id)
+    WHERE r.staging_table = 'disbursement'
+      AND r.error_code IN ('NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED', 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED')
+      AND (SELECT wave FROM intake_params) > 1
+    GROUP BY b.disbursement_envelope_id
+),
 capped AS (
-    SELECT ruled.*,
+    SELECT ruled.*, eb.breach_staging_id, eb.breach_code,
            received_count + count(*) FILTER (WHERE row_error IS NULL AND NOT is_noop) OVER running AS running_count,
            received_amount + coalesce(sum(disbursement_amount) FILTER (WHERE row_error IS NULL AND NOT is_noop)
                                       OVER running, 0) AS running_amount
     FROM ruled
+    LEFT JOIN earlier_breach eb USING (disbursement_envelope_id)
     WINDOW running AS (PARTITION BY disbursement_envelope_id ORDER BY staging_id ROWS UNBOUNDED PRECEDING)
 )
 SELECT capped.*,
@@ -66,7 +84,10 @@ SELECT capped.*,
            WHEN row_error IS NOT NULL OR is_noop THEN row_error
            WHEN running_count > declared_count THEN 'NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED'
            WHEN running_amount > declared_amount THEN 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED'
-       END AS error_code
+           WHEN staging_id > breach_staging_id THEN breach_code
+       END AS error_code,
+       row_error IS NULL AND NOT is_noop AND running_count <= declared_count AND running_amount <= declared_amount
+           AND staging_id > breach_staging_id AS after_earlier_breach
 FROM capped;
 
 -- name: apply
@@ -102,8 +123,12 @@ SELECT 'disbursement', staging_id, error_code,
            WHEN 'INVALID_NARRATIVE' THEN 'narrative must be present and at most 256 characters'
            WHEN 'INVALID_DISBURSEMENT_AMOUNT' THEN format('disbursement_amount %s must be greater than 0 with at most %s decimals for %s', coalesce(disbursement_amount::text, 'NULL'), minor_units, currency)
            WHEN 'DUPLICATE_DISBURSEMENT_ID' THEN format('disbursement %s already exists with different content', disbursement_id)
-           WHEN 'NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED' THEN format('envelope %s declares %s disbursements; this one would be number %s', disbursement_envelope_id, declared_count, running_count)
-           WHEN 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED' THEN format('envelope %s declares a total of %s; with this one the received total would be %s', disbursement_envelope_id, declared_amount, running_amount)
+           WHEN 'NO_OF_DISBURSEMENTS_EXCEEDS_DECLARED' THEN
+               CASE WHEN after_earlier_breach THEN format('envelope %s went over its declared %s disbursements earlier in this intake run (staging_id %s): every later disbursement of the envelope in the run is refused', disbursement_envelope_id, declared_count, breach_staging_id)
+                    ELSE format('envelope %s declares %s disbursements; this one would be number %s', disbursement_envelope_id, declared_count, running_count) END
+           WHEN 'TOTAL_DISBURSEMENT_AMOUNT_EXCEEDS_DECLARED' THEN
+               CASE WHEN after_earlier_breach THEN format('envelope %s went over its declared total of %s earlier in this intake run (staging_id %s): every later disbursement of the envelope in the run is refused', disbursement_envelope_id, declared_amount, breach_staging_id)
+                    ELSE format('envelope %s declares a total of %s; with this one the received total would be %s', disbursement_envelope_id, declared_amount, running_amount) END
            ELSE CASE WHEN is_noop THEN 'identical to an accepted disbursement: duplicate ignored' ELSE 'disbursement accepted' END
        END
 FROM intake_wave;

@@ -1,5 +1,6 @@
 -- Intake of staging.disbursement_envelope, one wave. The first rule a row breaks gives its code, in the contract's
 -- order; an identical re-staging of an accepted envelope is a no-op, whatever else has happened since.
+-- "Present" means not blank: spaces, tabs and line breaks alone are absent (here and in the other intake files).
 
 -- name: evaluate
 CREATE TEMP TABLE intake_wave ON COMMIT DROP AS
@@ -32,11 +33,12 @@ checked AS (
 SELECT checked.*,
        CASE
            WHEN exists_already AND identical THEN NULL
-           WHEN disbursement_envelope_id IS NULL OR btrim(disbursement_envelope_id) = ''
+           WHEN disbursement_envelope_id IS NULL OR btrim(disbursement_envelope_id, E' \t\n\r\f\v') = ''
                 OR length(disbursement_envelope_id) > 64 THEN 'INVALID_DISBURSEMENT_ENVELOPE_ID'
            WHEN NOT program_exists THEN 'INVALID_PROGRAM_MNEMONIC'
            WHEN frequency IS NULL THEN 'INVALID_DISBURSEMENT_FREQUENCY'
-           WHEN cycle_code_mnemonic IS NULL OR btrim(cycle_code_mnemonic) = '' THEN 'INVALID_CYCLE_CODE_MNEMONIC'
+           WHEN cycle_code_mnemonic IS NULL OR btrim(cycle_code_mnemonic, E' \t\n\r\f\v') = ''
+                THEN 'INVALID_CYCLE_CODE_MNEMONIC'
            WHEN number_of_beneficiaries IS NULL OR number_of_beneficiaries < 1 THEN 'INVALID_NO_OF_BENEFICIARIES'
            WHEN number_of_disbursements IS NULL OR number_of_disbursements < number_of_beneficiaries
                 THEN 'INVALID_NO_OF_DISBURSEMENTS'
@@ -44,7 +46,7 @@ SELECT checked.*,
                 OR total_disbursement_amount >= 1e18
                 OR min_scale(total_disbursement_amount) > minor_units THEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT'
            WHEN currency IS DISTINCT FROM program_currency THEN 'INVALID_DISBURSEMENT_CURRENCY_CODE'
-           WHEN disbursement_schedule_date IS NULL
+           WHEN disbursement_schedule_date IS NULL OR NOT isfinite(disbursement_schedule_date)
                 OR disbursement_schedule_date <= business_date + sla_days THEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE'
            WHEN exists_already THEN 'DUPLICATE_DISBURSEMENT_ENVELOPE_ID'
        END AS error_code,

@@ -28,7 +28,7 @@ checked AS (
 )
 SELECT checked.*,
        CASE
-           WHEN disbursement_envelope_id IS NULL OR btrim(disbursement_envelope_id) = ''
+           WHEN disbursement_envelope_id IS NULL OR btrim(disbursement_envelope_id, E' \t\n\r\f\v') = ''
                 OR length(disbursement_envelope_id) > 64 THEN 'INVALID_DISBURSEMENT_ENVELOPE_ID'
            WHEN NOT envelope_exists THEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND'
            WHEN cancellation_status = 'CANCELLED' THEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED'
@@ -38,8 +38,8 @@ SELECT checked.*,
            WHEN new_disbursements < new_beneficiaries THEN 'INVALID_NO_OF_DISBURSEMENTS'
            WHEN new_total <= 0 OR new_total >= 1e18 OR min_scale(new_total) > minor_units
                 THEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT'
-           WHEN disbursement_schedule_date IS NOT NULL AND disbursement_schedule_date <= business_date + sla_days
-                THEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE'
+           WHEN disbursement_schedule_date IS NOT NULL AND (NOT isfinite(disbursement_schedule_date)
+                OR disbursement_schedule_date <= business_date + sla_days) THEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE'
            WHEN new_disbursements < received_count THEN 'INVALID_NO_OF_DISBURSEMENTS'
            WHEN new_total < received_amount THEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT'
        END AS error_code

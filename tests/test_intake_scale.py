@@ -1,0 +1,71 @@
+"""A run of 100,000 staged disbursements (issue "Foundation and PBMS intake": done means). Timings are printed, not
+asserted (run with -s to see them)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from bridge_pipelines.intake.staging import copy_rows
+from tests.intake_helpers import envelope, intake, program, received, recount
+
+N = 100_000
+AMOUNT = Decimal("12.34")
+
+
+def staged_rows():
+    for i in range(N):
+        yield (f"D{i:06d}", "ENV-1", f"MIS-{i}", f"account:{i:010d}@EXAMPLE", f"Beneficiary {i}",
+               AMOUNT + (i % 7) - 3, "December cash transfer")
+
+
+def expected_total() -> Decimal:
+    return sum((AMOUNT + (i % 7) - 3 for i in range(N)), Decimal(0))
+
+
+def statuses(conn) -> dict:
+    return {(status, code, detail): count for status, code, detail, count in conn.execute(
+        "SELECT intake_status, intake_error_code, intake_error_detail, count(*) FROM staging.disbursement "
+        "GROUP BY 1, 2, 3")}
+
+
+def test_100k_disbursements_in_one_envelope_then_identical_restaging(db):
+    total = expected_total()
+    program(db)
+    envelope(db, number_of_beneficiaries=N, number_of_disbursements=N, total_disbursement_amount=total)
+    intake(db)
+    timings = {}
+
+    started = time.perf_counter()
+    assert copy_rows(db, "disbursement", staged_rows()) == N
+    timings["copy 100k"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    summary = intake(db)
+    timings["intake 100k new"] = time.perf_counter() - started
+    assert summary.accepted == {"disbursement": N} and summary.rejected == {}
+    assert statuses(db) == {("ACCEPTED", None, "disbursement accepted"): N}
+    assert received(db) == (N, total) == recount(db)
+    assert db.execute("SELECT count(*), count(DISTINCT bank_reference) FROM bridge.disbursement").fetchone() == (N, N)
+    assert db.execute("SELECT all_disbursements_received FROM bridge.envelope_status").fetchone() == (True,)
+    bridge_rows = db.execute("SELECT md5(string_agg(d::text, ',' ORDER BY disbursement_id)) "
+                             "FROM bridge.disbursement d").fetchone()
+
+    started = time.perf_counter()
+    copy_rows(db, "disbursement", staged_rows())
+    timings["copy 100k again"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    summary = intake(db)
+    timings["intake 100k identical re-staging"] = time.perf_counter() - started
+    assert summary.accepted == {"disbursement": N} and summary.rejected == {}
+    assert statuses(db) == {("ACCEPTED", None, "disbursement accepted"): N,
+                            ("ACCEPTED", None, "identical to an accepted disbursement: duplicate ignored"): N}
+    assert received(db) == (N, total) == recount(db)
+    assert db.execute("SELECT md5(string_agg(d::text, ',' ORDER BY disbursement_id)) "
+                      "FROM bridge.disbursement d").fetchone() == bridge_rows
+    assert db.execute("SELECT count(*) FROM bridge.intake_run").fetchone() == (3,)
+
+    print()
+    for name, seconds in timings.items():
+        print(f"{name:>34}: {seconds:6.2f} s ({N / seconds:,.0f} rows/s)")
