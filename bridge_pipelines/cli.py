@@ -148,6 +148,16 @@ def cmd_bank(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge_pipelines.api.app import serve_api
+
+    if not settings.api_tokens:
+        print("the PBMS API is off: set BRIDGE_API_TOKENS=sender_id:token[,sender2:token2] to serve it",
+              file=sys.stderr)
+        return 2
+    return serve_api(settings, _database_url(settings))
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from bridge_pipelines.up import run_everything
 
@@ -207,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument("bank_command", nargs="?", choices=("close-day",),
                       help="close-day: ask the example bank to write its end-of-day statements into the inbox now")
     bank.set_defaults(func=cmd_bank)
+
+    api = sub.add_parser("api", help="run the synchronous PBMS API alone (needs BRIDGE_API_TOKENS; port BRIDGE_API_PORT)")
+    api.set_defaults(func=cmd_api)
     return parser
 
 

@@ -107,6 +107,10 @@ class Settings:
     bank_statement_page_size: int = 2000  # example bank: MT940 :61: lines per statement page
     bank_batch_booking: bool = False  # example bank: one statement line per payment batch instead of per payment
     mapper_failure_rate: float = 0.0  # example mapper: share of ids that do not resolve
+    # PBMS API: bearer token per sender ((sender_id, token), ...); empty = no API is served
+    api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    api_root_path: str = ""  # e.g. /g2p-bridge: the API is served under this prefix
+    api_max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies (JSON or statement uploads) get 413
 
     @property
     def business_date(self) -> date:
@@ -120,6 +124,40 @@ class Settings:
     def __repr__(self) -> str:  # never show secrets
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         return f"Settings({shown})"
+
+
+API_TOKEN_MIN_LENGTH = 16
+
+
+def _api_tokens(name: str) -> tuple[tuple[str, str], ...]:
+    """`sender_id:token,sender2:token2` -> ((sender_id, token), ...). Never echoes a token in an error."""
+    raw = os.environ.get(name, "")
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        sender, sep, token = item.partition(":")
+        sender, token = sender.strip(), token.strip()
+        if not sep or not sender or not token:
+            raise ConfigError(f"{name}: entry {index + 1} is not in the form sender_id:token")
+        if len(token) < API_TOKEN_MIN_LENGTH:
+            raise ConfigError(f"{name}: the token of sender {sender!r} is shorter than {API_TOKEN_MIN_LENGTH} "
+                              "characters; use a long random token")
+        if any(sender == s for s, _ in pairs):
+            raise ConfigError(f"{name}: sender {sender!r} is listed twice")
+        if any(token == t for _, t in pairs):
+            raise ConfigError(f"{name}: two senders share one token; give each sender its own")
+        pairs.append((sender, token))
+    return tuple(pairs)
+
+
+def _root_path(name: str) -> str:
+    raw = (os.environ.get(name) or "").strip()
+    if raw in ("", "/"):
+        return ""
+    if not raw.startswith("/") or "//" in raw or any(c in raw for c in "?#% \\"):
+        raise ConfigError(f"{name}={raw!r} must be a path such as /g2p-bridge")
+    return raw.rstrip("/")
 
 
 def load_settings() -> Settings:
@@ -156,4 +194,7 @@ def load_settings() -> Settings:
         bank_statement_page_size=_int("BRIDGE_BANK_STATEMENT_PAGE_SIZE", 2000, minimum=1),
         bank_batch_booking=_bool("BRIDGE_BANK_BATCH_BOOKING", False),
         mapper_failure_rate=_float("BRIDGE_MAPPER_FAILURE_RATE", 0.0, minimum=0.0, maximum=1.0),
+        api_tokens=_api_tokens("BRIDGE_API_TOKENS"),
+        api_root_path=_root_path("BRIDGE_API_ROOT_PATH"),
+        api_max_body_bytes=_int("BRIDGE_API_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024),
     )

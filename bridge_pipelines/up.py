@@ -81,6 +81,13 @@ def run_everything(settings: Settings, with_bank: bool = True) -> int:
                 print(f"the example bank did not start: see {logs / 'example-bank.log'}", file=sys.stderr)
                 return 1
             print(f"example bank: {env['BRIDGE_BANK_URL']}   example ID mapper: {env['BRIDGE_MAPPER_URL']}")
+        if settings.api_tokens:  # the PBMS API only when tokens are configured
+            api = start("pbms-api", [sys.executable, "-m", "bridge_pipelines.cli", "api"])
+            api_url = f"http://{settings.host}:{settings.api_port}{settings.api_root_path}"
+            if not _wait_for_http(f"{api_url}/ping", 30, api):
+                print(f"the PBMS API did not start: see {logs / 'pbms-api.log'}", file=sys.stderr)
+                return 1
+            print(f"PBMS API: {api_url}")
         webserver = start("dagster-webserver", [
             str(bin_dir / "dagster-webserver"), "-w", str(WORKSPACE), "-h", settings.host, "-p", str(settings.ui_port)])
         start("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])

@@ -85,3 +85,38 @@ def test_crash_before_reconciliation_commit_then_again(bridge_env, db: psycopg.C
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     final = states(db, staged["envelope"])
     assert final.get("RECONCILED", 0) + final.get("REVERSED", 0) == 50
+
+
+def test_crash_before_intake_commits_leaves_nothing_half_applied(bridge_env, db: psycopg.Connection,
+                                                                  dagster_database_url: str, monkeypatch) -> None:
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
+    staged = stage(db.info.dsn, 40, DUE)
+    crashed = bridge_process("intake_before_commit")
+    assert crashed.returncode == -signal.SIGKILL
+    assert db.execute("SELECT count(*) FROM staging.disbursement WHERE intake_status = 'PENDING'").fetchone()[0] == 40
+    assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM bridge.disbursement_envelope").fetchone()[0] == 0
+    # the killed run is still marked started, but nobody holds the intake lock: the sensor runs the rows again
+    again = bridge_process()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert db.execute("SELECT count(*) FROM staging.disbursement WHERE intake_status = 'ACCEPTED'").fetchone()[0] == 40
+    assert envelope_row(db, staged["envelope"])["number_of_disbursements_received"] == 40
+
+
+def test_two_bridge_process_at_once_do_the_work_once(bridge_env, db: psycopg.Connection, dagster_database_url: str,
+                                                     make_example_bank, monkeypatch) -> None:
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
+    bank = make_example_bank(bank_failure_rate=0.0)
+    staged = stage(db.info.dsn, 80, DUE)
+    fund(bank, staged["sponsor_account"], "1000000.00")
+    assert bridge_process().returncode == 0
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+    env = dict(os.environ)
+    first = subprocess.Popen([BRIDGE, "process"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([BRIDGE, "process"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    ran = sum(out.count("disbursement_job") for out, _err in outputs)
+    assert ran == 1, outputs  # one did the work, the other waited and found nothing to do
+    debits = ledger_debits(db)
+    assert len(debits) == 80 and set(debits.values()) == {1}

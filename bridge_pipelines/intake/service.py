@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from bridge_pipelines.db.queries import statement
+from bridge_pipelines.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def _run_once(
                 continue
             _run_stage(conn, stage, ids)
         _write_back(conn)
+        fault_point("intake_before_commit")
         for table, code, count in conn.execute(
             "SELECT staging_table, error_code, count(*) FROM intake_result GROUP BY 1, 2 ORDER BY 1, 2"
         ):
