@@ -142,3 +142,25 @@ def test_insufficient_funds_then_topped_up(bridge_env, db: psycopg.Connection, m
         report = run_process(instance)
         assert report.runs and report.runs[-1].success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 10}
+
+
+def test_full_cycle_with_camt053_statements(bridge_env, db: psycopg.Connection, make_example_bank,
+                                            business_day) -> None:
+    bank = make_example_bank(bank_failure_rate=0.1, bank_statement_format="CAMT053")
+    staged = stage(db.info.dsn, 60, DUE)
+    fund(bank, staged["sponsor_account"], "1000000.00")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_process(instance).success
+        business_day(DUE)
+        assert run_process(instance).success
+        with bank.client() as client:
+            client.close_day(DUE)
+        files = [p for p in bank.inbox.iterdir() if p.is_file()]
+        assert files and files[0].read_bytes().lstrip().startswith(b"<?xml")
+        report = run_process(instance)
+        assert report.success, [r.error for r in report.runs]
+    assert db.execute("SELECT DISTINCT statement_format FROM bridge.account_statement").fetchall() == [("CAMT053",)]
+    final = states(db, staged["envelope"])
+    assert final.get("RECONCILED", 0) + final.get("REVERSED", 0) == 60
+    assert final.get("REVERSED", 0) > 0
+    assert db.execute("SELECT count(*) FROM bridge.disbursement_error_recon").fetchone()[0] == 0
