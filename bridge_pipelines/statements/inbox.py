@@ -167,3 +167,38 @@ def copy_into_inbox(inbox: Path, file_name: str, data: bytes) -> Path:
     return target
 
 
+
+
+STATEMENT_LOCK_CLASS = 7312
+
+# Statements registered as new whose import or reconciliation has not finished (ERROR is finished: quarantined).
+UNFINISHED_SQL = """
+SELECT f.statement_id, f.file_sha256, f.file_name
+FROM bridge.inbox_file f
+LEFT JOIN bridge.account_statement s USING (statement_id)
+WHERE f.statement_id IS NOT NULL AND f.inbox_status IN ('NEW', 'IMPORTED')
+  AND coalesce(s.statement_process_status, 'RECEIVED') IN ('RECEIVED', 'PARSED')
+ORDER BY f.inbox_file_id
+LIMIT 200
+"""
+
+
+def lock_statement(conn: psycopg.Connection, statement_id: str) -> None:
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (STATEMENT_LOCK_CLASS, statement_id))
+
+
+def unlock_statement(conn: psycopg.Connection, statement_id: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (STATEMENT_LOCK_CLASS, statement_id))
+
+
+def statement_lock_free(conn: psycopg.Connection, statement_id: str) -> bool:
+    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                       (STATEMENT_LOCK_CLASS, statement_id)).fetchone()[0]
+    if got:
+        unlock_statement(conn, statement_id)
+    return got
+
+
+def unfinished_statements(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(statement_id, sha256, file name) of registered statements not yet reconciled (nor quarantined)."""
+    return conn.execute(UNFINISHED_SQL).fetchall()
