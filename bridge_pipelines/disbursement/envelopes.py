@@ -41,7 +41,8 @@ SELECT e.disbursement_envelope_id AS envelope_id,
        bs.disbursement_pipeline_runs AS pipeline_runs,
        CASE WHEN bs.disbursement_started_at IS NULL THEN 'start'
             WHEN e.cancellation_status = 'CANCELLED' THEN 'release'
-            WHEN bs.funds_available_with_bank = 'FUNDS_NOT_AVAILABLE' THEN 'funds_retry'
+            WHEN bs.funds_available_with_bank = 'FUNDS_NOT_AVAILABLE'
+                 OR bs.funds_blocked_with_bank = 'FUNDS_BLOCK_FAILURE' THEN 'funds_retry'
             ELSE 'resume' END AS reason
 FROM bridge.disbursement_envelope e
 JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
@@ -59,7 +60,9 @@ WHERE bs.disbursement_completed_at IS NULL
                              bs.id_mapper_resolution_status)
          AND bs.disbursement_pipeline_runs < %(max_runs)s
          AND (bs.funds_available_with_bank <> 'FUNDS_NOT_AVAILABLE'
-              OR bs.funds_available_latest_timestamp < now() - make_interval(secs => %(funds_retry_seconds)s)))
+              OR bs.funds_available_latest_timestamp < now() - make_interval(secs => %(funds_retry_seconds)s))
+         AND (bs.funds_blocked_with_bank <> 'FUNDS_BLOCK_FAILURE'
+              OR bs.funds_blocked_latest_timestamp < now() - make_interval(secs => %(funds_retry_seconds)s)))
         -- cancelled after work started: settle recorded batches with the bank and release the block, even if a
         -- step was in ERROR (nothing more will be paid from this envelope)
      OR (bs.disbursement_started_at IS NOT NULL AND e.cancellation_status = 'CANCELLED'

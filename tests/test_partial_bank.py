@@ -1,0 +1,89 @@
+"""A sponsor bank that accepts only part of a batch, and one that refuses the funds block after the check passed.
+The connector registry chooses a bank per program (`sponsor_bank_code`); this test registers a connector that
+forwards to the real example bank and changes its answers the way such banks would."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+import psycopg
+import pytest
+
+from bridge_pipelines.bank.example_bank_client import ExampleBankClient
+from bridge_pipelines.bank.protocol import (BatchAcknowledgement, FundsBlockResult, register_connector,
+                                            unregister_connector)
+from tests.bank_fixtures import *  # noqa: F403
+from tests.pipeline_helpers import envelope_row, fund, ledger_debits, run_process, stage, states
+
+TODAY = date(2026, 12, 1)
+DUE = TODAY + timedelta(days=1)
+
+
+class PickyBank(ExampleBankClient):
+    """Refuses every third payment of a batch (INVALID_ACCOUNT) without sending it; forwards the rest."""
+
+    refuse_block = False
+
+    def submit_payment_batch_frame(self, batch_id, account_number, currency, block_reference, payments):
+        refused = payments.with_row_index().filter(pl.col("index") % 3 == 2)["payment_reference"].to_list()
+        sent = payments.filter(~pl.col("payment_reference").is_in(refused))
+        ack = super().submit_payment_batch_frame(batch_id, account_number, currency, block_reference, sent)
+        rejected = pl.DataFrame({"payment_reference": refused, "status": ["REJECTED"] * len(refused),
+                                 "reason_code": ["INVALID_ACCOUNT"] * len(refused),
+                                 "duplicate": [False] * len(refused)}, schema=ack.results.schema)
+        return BatchAcknowledgement(batch_id, pl.concat([ack.results, rejected]), ack.received_at, ack.replayed)
+
+    def block_funds(self, block_key, account_number, currency, amount):
+        if PickyBank.refuse_block:
+            return FundsBlockResult("INSUFFICIENT_FUNDS", None)
+        return super().block_funds(block_key, account_number, currency, amount)
+
+
+@pytest.fixture
+def picky_bank(bridge_env, make_example_bank, monkeypatch):
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
+    bank = make_example_bank(bank_failure_rate=0.0)
+    register_connector("PICKY", lambda settings: PickyBank(bank.url, bank.token))
+    PickyBank.refuse_block = False
+    yield bank
+    unregister_connector("PICKY")
+
+
+def test_partial_batch_acceptance_fails_only_the_refused_payments(picky_bank, db: psycopg.Connection,
+                                                                  monkeypatch) -> None:
+    staged = stage(db.info.dsn, 30, DUE)
+    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
+    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_process(instance).success
+        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+        report = run_process(instance)
+        assert report.success, [r.error for r in report.runs]
+    assert states(db, staged["envelope"]) == {"SHIPPED": 20, "FAILED": 10}
+    reasons = db.execute("SELECT DISTINCT status_reason_code FROM bridge.disbursement "
+                         "WHERE disbursement_status = 'FAILED'").fetchall()
+    assert reasons == [("INVALID_ACCOUNT",)]
+    row = envelope_row(db, staged["envelope"])
+    assert row["number_of_disbursements_shipped"] == 20 and row["number_of_disbursements_failed"] == 10
+    assert row["shipment_status"] == "COMPLETED"
+    assert len(ledger_debits(db)) == 20
+    assert row["funds_released_amount"] > 0, "what the refused payments did not spend is released"
+
+
+def test_block_refused_after_a_good_check_is_visible_and_ships_nothing(picky_bank, db: psycopg.Connection,
+                                                                       monkeypatch) -> None:
+    PickyBank.refuse_block = True
+    staged = stage(db.info.dsn, 10, DUE)
+    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
+    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_process(instance).success
+        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+        report = run_process(instance)
+    assert not report.success and "refused to block" in (report.runs[0].error or "")
+    row = envelope_row(db, staged["envelope"])
+    assert row["funds_available_with_bank"] == "FUNDS_AVAILABLE"
+    assert row["funds_blocked_with_bank"] == "FUNDS_BLOCK_FAILURE"
+    assert ledger_debits(db) == {}
