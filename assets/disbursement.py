@@ -33,6 +33,15 @@ def envelope_step(database: BridgeDatabase, envelope_id: str):
             unlock_envelope(conn, envelope_id)
 
 
+@contextmanager
+def bank_connection(sponsor_bank: SponsorBank, sponsor_bank_code: str):
+    bank = sponsor_bank.connector(sponsor_bank_code)
+    try:
+        yield bank
+    finally:
+        bank.close()
+
+
 @dg.asset(
     partitions_def=envelope_partitions, group_name=GROUP, kinds={"postgres", "python"}, owners=OWNERS,
     description="Starts disbursing the envelope (PBMS can no longer change it) and gives every disbursement a "
@@ -79,16 +88,14 @@ def envelope_funds(context: dg.AssetExecutionContext, database: BridgeDatabase, 
         if envelope.cancelled:
             return dg.MaterializeResult(metadata={"cancelled": True, "summary": dg.MetadataValue.md(
                 f"Envelope {envelope_id} is cancelled: no funds are checked or blocked.")})
-        bank = sponsor_bank.connector(envelope.sponsor_bank_code)
         try:
-            result = check_and_block_funds(conn, envelope, bank, settings.bank_max_attempts)
+            with bank_connection(sponsor_bank, envelope.sponsor_bank_code) as bank:
+                result = check_and_block_funds(conn, envelope, bank, settings.bank_max_attempts)
         except (FundsNotAvailable, FundsBlockFailed) as error:
             raise dg.Failure(f"envelope {envelope_id}, step envelope_funds: {error}") from error
         except (AttemptsExhausted, ServiceRequestRejected) as error:
             raise dg.Failure(f"envelope {envelope_id}, step envelope_funds: {error}. "
                              f"When the bank answers again: `bridge retry {envelope_id} funds`.") from error
-        finally:
-            bank.close()
     fault_point("between_steps")
     return dg.MaterializeResult(metadata={
         "amount_to_ship": amount(result.amount_to_ship),
@@ -117,18 +124,16 @@ def envelope_payments(context: dg.AssetExecutionContext, database: BridgeDatabas
         block_reference = conn.execute(
             "SELECT funds_blocked_reference_number FROM bridge.disbursement_envelope_batch_status "
             "WHERE disbursement_envelope_id = %s", (envelope_id,)).fetchone()[0]
-        bank = sponsor_bank.connector(envelope.sponsor_bank_code)
         try:
-            result = ship_envelope(conn, envelope, bank, block_reference, settings.payment_batch_size,
-                                   settings.bank_max_attempts, progress=context.log.info)
-            released = release_unspent_block(conn, envelope, bank, settings.bank_max_attempts) \
-                if result.completed else None
+            with bank_connection(sponsor_bank, envelope.sponsor_bank_code) as bank:
+                result = ship_envelope(conn, envelope, bank, block_reference, settings.payment_batch_size,
+                                       settings.bank_max_attempts, progress=context.log.info)
+                released = release_unspent_block(conn, envelope, bank, settings.bank_max_attempts) \
+                    if result.completed else None
         except (AttemptsExhausted, ServiceRequestRejected, ShipmentIncomplete) as error:
             raise dg.Failure(f"envelope {envelope_id}, step envelope_payments: {error}. "
                              f"When the bank answers again: `bridge retry {envelope_id} shipment` "
                              "(the same batches are re-sent; the bank de-duplicates).") from error
-        finally:
-            bank.close()
     rate = result.shipped / result.seconds if result.seconds else 0.0
     metadata = {
         "shipped": result.shipped, "failed": result.failed, "batches_sent": result.batches_sent,
