@@ -62,14 +62,22 @@ def _load_candidates(conn: psycopg.Connection, lines: pl.DataFrame) -> tuple[pl.
                d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status
         FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
         WHERE d.shipment_batch_id IN (SELECT ref FROM recon_batch)
-          AND d.bank_reference NOT IN (SELECT ref FROM recon_ref)""", schema=DISBURSEMENT_SCHEMA)
+          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
+    # NOT EXISTS and the UNION (not NOT IN, not IN ... OR IN ...): those stay per-row subplans, hashed only while
+    # the statement's references fit in work_mem; beyond ~100,000 references each row scanned the whole list
+    # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
     existing = read_frame(conn, """
         SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
                r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
         FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
-        WHERE d.bank_reference IN (SELECT ref FROM recon_ref) OR d.shipment_batch_id IN (SELECT ref FROM recon_batch)""",
+        WHERE d.bank_reference IN (SELECT ref FROM recon_ref)
+        UNION
+        SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
+               r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
+        FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
+        WHERE d.shipment_batch_id IN (SELECT ref FROM recon_batch)""",
                           schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
     if existing.height == 0:
         existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
