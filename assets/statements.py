@@ -55,9 +55,11 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
         outcome = check_statement(conn, statement_id, data)
         with conn.transaction():
             record_statement(conn, outcome, file_name, sha256, data)
-            conn.execute("UPDATE bridge.inbox_file SET inbox_status = %s, detail = %s WHERE statement_id = %s",
+            conn.execute("UPDATE bridge.inbox_file SET inbox_status = %s, detail = %s WHERE statement_id = %s "
+                         "AND file_name = %s AND inbox_status IN ('NEW', 'IMPORTED')",
                          ("IMPORTED" if outcome.ok else "QUARANTINED",
-                          "parsed" if outcome.ok else f"{outcome.error_code}: {outcome.error_detail}", statement_id))
+                          "parsed" if outcome.ok else f"{outcome.error_code}: {outcome.error_detail}", statement_id,
+                          file_name))
         account = conn.execute("SELECT account_number FROM bridge.account_statement WHERE statement_id = %s",
                                (statement_id,)).fetchone()[0]
         gaps = sequence_gaps(conn, account) if account else []

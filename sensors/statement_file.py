@@ -52,7 +52,7 @@ def statement_sensor(context: dg.SensorEvaluationContext, database: BridgeDataba
     missing = [item.statement_id for item in new if item.statement_id not in known]
     if missing:
         context.instance.add_dynamic_partitions(statement_partitions.name, missing)
-    requests = [dg.RunRequest(partition_key=item.statement_id, run_key=f"statement:{item.sha256}",
+    requests = [dg.RunRequest(partition_key=item.statement_id, run_key=f"statement:{item.sha256}:r{item.registration_id}",
                               tags={"bridge/statement_file": item.file_name[:200], STATEMENT_TAG: item.statement_id})
                 for item in new]
     requests += [dg.RunRequest(partition_key=statement_id, run_key=f"statement:{sha256}:{attempt}",

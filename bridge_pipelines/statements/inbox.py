@@ -33,6 +33,7 @@ class InboxFile:
 
 @dataclass(frozen=True)
 class Registration:
+    registration_id: int
     file_name: str
     status: str  # NEW | DUPLICATE | REFUSED
     statement_id: str | None
@@ -129,8 +130,15 @@ def _register(conn: psycopg.Connection, inbox: Path, item: InboxFile, max_bytes:
         return _insert(conn, item, "REFUSED", None, None, refusal)
     sha = sha256_of(inbox / item.name)
     earlier = conn.execute(
-        "SELECT statement_id, file_name FROM bridge.inbox_file WHERE file_sha256 = %s AND statement_id IS NOT NULL "
-        "ORDER BY inbox_file_id LIMIT 1", (sha,)).fetchone()
+        """SELECT f.statement_id, f.file_name, s.statement_process_status FROM bridge.inbox_file f
+           LEFT JOIN bridge.account_statement s USING (statement_id)
+           WHERE f.file_sha256 = %s AND f.statement_id IS NOT NULL ORDER BY f.inbox_file_id DESC LIMIT 1""",
+        (sha,)).fetchone()
+    if earlier and earlier[2] == "ERROR":
+        # the same bytes were quarantined before: an operator fixed the cause (say, configured the account) and
+        # dropped the file again, so it is imported again under the same statement id
+        return _insert(conn, item, "NEW", earlier[0], sha,
+                       f"re-import of {earlier[1]} (statement {earlier[0]}), which was quarantined")
     if earlier:
         detail = f"identical to {earlier[1]} (statement {earlier[0]}): already imported, nothing to do"
         return _insert(conn, item, "DUPLICATE", None, sha, detail)
@@ -139,18 +147,20 @@ def _register(conn: psycopg.Connection, inbox: Path, item: InboxFile, max_bytes:
 
 def _insert(conn: psycopg.Connection, item: InboxFile, status: str, statement_id: str | None, sha: str | None,
             detail: str) -> Registration:
-    conn.execute(
+    row = conn.execute(
         """INSERT INTO bridge.inbox_file (file_name, file_size, file_mtime_ns, file_sha256, statement_id,
                                           inbox_status, detail)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (file_name, file_size, file_mtime_ns) DO NOTHING""",
-        (item.name, item.size, item.mtime_ns, sha, statement_id, status, detail))
-    return Registration(item.name, status, statement_id, sha, detail)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (file_name, file_size, file_mtime_ns) DO NOTHING
+           RETURNING inbox_file_id""",
+        (item.name, item.size, item.mtime_ns, sha, statement_id, status, detail)).fetchone()
+    return Registration(row[0] if row else 0, item.name, status, statement_id, sha, detail)
 
 
 def file_of_statement(conn: psycopg.Connection, statement_id: str) -> tuple[str, str] | None:
-    """(file name, sha256) of the file registered for a statement partition."""
+    """(file name, sha256) of the file registered last for a statement partition."""
     return conn.execute(
-        "SELECT file_name, file_sha256 FROM bridge.inbox_file WHERE statement_id = %s ORDER BY inbox_file_id LIMIT 1",
+        "SELECT file_name, file_sha256 FROM bridge.inbox_file WHERE statement_id = %s "
+        "ORDER BY inbox_file_id DESC LIMIT 1",
         (statement_id,)).fetchone()
 
 
