@@ -40,6 +40,22 @@ def _wait_for_http(url: str, seconds: float, process: subprocess.Popen) -> bool:
     return False
 
 
+def prepare_dagster_storage() -> None:
+    """Create (or migrate) Dagster's tables once, here, before the webserver and the daemon start: both would
+    otherwise race to create them in an empty database, and the loser exits."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def child_environment(settings: Settings, database_url: str, with_bank: bool) -> dict[str, str]:
     env = dict(os.environ)
     env["BRIDGE_HOME"] = str(settings.home)
@@ -58,6 +74,7 @@ def run_everything(settings: Settings, with_bank: bool = True) -> int:
     applied = migrate(database_url)
     print(f"database: {database_url}" + (f" (applied {', '.join(applied)})" if applied else ""))
     ensure_dagster_home(settings, database_url)
+    prepare_dagster_storage()
     settings.statement_inbox.mkdir(parents=True, exist_ok=True)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -78,7 +95,8 @@ def run_everything(settings: Settings, with_bank: bool = True) -> int:
         if start_bank:
             bank = start("example-bank", [sys.executable, "-m", "bridge_pipelines.cli", "bank"])
             if not _wait_for_http(f"{env['BRIDGE_BANK_URL']}/health", 30, bank):
-                print(f"the example bank did not start: see {logs / 'example-bank.log'}", file=sys.stderr)
+                print(f"the example bank did not start: see {logs / 'example-bank.log'}:\n"
+                      + _tail(logs / "example-bank.log"), file=sys.stderr)
                 return 1
             print(f"example bank: {env['BRIDGE_BANK_URL']}   example ID mapper: {env['BRIDGE_MAPPER_URL']}")
         if settings.api_tokens:  # the PBMS API only when tokens are configured
@@ -93,7 +111,8 @@ def run_everything(settings: Settings, with_bank: bool = True) -> int:
         start("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)])
         ui = f"http://{settings.host}:{settings.ui_port}"
         if not _wait_for_http(f"{ui}/server_info", 120, webserver):
-            print(f"the Dagster UI did not start: see {logs / 'dagster-webserver.log'}", file=sys.stderr)
+            print(f"the Dagster UI did not start: see {logs / 'dagster-webserver.log'}:\n"
+                  + _tail(logs / "dagster-webserver.log"), file=sys.stderr)
             return 1
         print(f"Dagster UI: {ui}   (logs in {logs}; Ctrl-C stops everything)")
         print(f"statement inbox: {settings.statement_inbox}")

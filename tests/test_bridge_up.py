@@ -146,7 +146,8 @@ def test_walkthrough_and_the_ui_in_a_browser(tmp_path: Path) -> None:
             page.screenshot(path=str(ARTIFACTS / "asset-checks.png"), full_page=True)
             browser.close()
     finally:
-        os.killpg(up.pid, signal.SIGINT)
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGINT)
         try:
             up.wait(timeout=120)
         except subprocess.TimeoutExpired:
