@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.metadata import amount, markdown_list
 from bridge_pipelines.bank.protocol import ServiceRequestRejected
-from bridge_pipelines.disbursement.envelopes import begin_pipeline_run, load_envelope, lock_envelope, unlock_envelope
+from bridge_pipelines.disbursement.envelopes import begin_pipeline_run, envelope_lock, load_envelope
 from bridge_pipelines.disbursement.funds import FundsBlockFailed, FundsNotAvailable, check_and_block_funds, release_unspent_block
 from bridge_pipelines.disbursement.resolution import record_mapper_error, resolve_accounts
 from bridge_pipelines.disbursement.retry import AttemptsExhausted
@@ -25,12 +25,8 @@ OWNERS = ["team:bridge-operations"]
 
 @contextmanager
 def envelope_step(database: BridgeDatabase, envelope_id: str):
-    with database.connect() as conn:
-        lock_envelope(conn, envelope_id)
-        try:
-            yield conn
-        finally:
-            unlock_envelope(conn, envelope_id)
+    with database.connect() as conn, envelope_lock(conn, envelope_id):
+        yield conn
 
 
 @contextmanager

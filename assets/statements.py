@@ -1,7 +1,6 @@
 """Bank statements, one partition per statement file: parse and check, then reconcile back to disbursements."""
 
 import hashlib
-from contextlib import contextmanager
 
 import dagster as dg
 
@@ -9,22 +8,11 @@ from assets.metadata import markdown_list, table
 from bridge_pipelines.partitions import statement_partitions
 from bridge_pipelines.reconciliation.writeback import reconcile_statement
 from bridge_pipelines.statements.importing import check_statement, parse_statement_file, record_statement
-from bridge_pipelines.statements.inbox import (file_of_statement, lock_statement, quarantine, safe_inbox_path,
-                                               unlock_statement)
+from bridge_pipelines.statements.inbox import file_of_statement, quarantine, safe_inbox_path, statement_lock
 from bridge_pipelines.statements.sequence import sequence_gaps
 from resources import BridgeDatabase, StatementInbox
 
 OWNERS = ["team:bridge-operations"]
-
-
-@contextmanager
-def statement_locked(conn, statement_id: str):
-    """Held while a step works on a statement: a process that dies releases it, so the sensor can tell."""
-    lock_statement(conn, statement_id)
-    try:
-        yield
-    finally:
-        unlock_statement(conn, statement_id)
 
 
 @dg.asset(
@@ -37,7 +25,7 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
                     inbox: StatementInbox) -> dg.MaterializeResult:
     statement_id = context.partition_key
     folder = inbox.folder()
-    with database.connect() as conn, statement_locked(conn, statement_id):
+    with database.connect() as conn, statement_lock(conn, statement_id):
         registered = file_of_statement(conn, statement_id)
         if registered is None:
             raise dg.Failure(f"statement {statement_id}: no file is registered for it in the inbox")
@@ -89,7 +77,7 @@ def statement_lines(context: dg.AssetExecutionContext, database: BridgeDatabase,
 )
 def statement_reconciliation(context: dg.AssetExecutionContext, database: BridgeDatabase) -> dg.MaterializeResult:
     statement_id = context.partition_key
-    with database.connect() as conn, statement_locked(conn, statement_id):
+    with database.connect() as conn, statement_lock(conn, statement_id):
         row = conn.execute("SELECT statement_process_status, raw_file, statement_process_error_code "
                            "FROM bridge.account_statement WHERE statement_id = %s", (statement_id,)).fetchone()
         if row is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psycopg
 
+from bridge_pipelines.db.locks import advisory_lock
 from bridge_pipelines.run_failures import record_run_failure
 
 log = logging.getLogger(__name__)
@@ -89,22 +90,18 @@ def process(
 ) -> ProcessReport:
     report = ProcessReport()
     started = time.perf_counter()
-    with psycopg.connect(database_url, autocommit=True) as lock_conn:
-        lock_conn.execute("SELECT pg_advisory_lock(%s)", (PROCESS_LOCK,))
-        try:
-            repository = defs.get_repository_def()
-            # Sensors that start runs; run-status sensors react to runs, and `process` reports failures itself.
-            sensors = sorted((s for s in repository.sensor_defs if s.has_jobs),
-                             key=lambda s: (SENSOR_ORDER.index(s.name) if s.name in SENSOR_ORDER else 99, s.name))
-            for _round in range(max_rounds):
-                report.rounds += 1
-                launched = 0
-                for sensor in sensors:
-                    launched += _tick_and_run(instance, defs, sensor, report, database_url)
-                if launched == 0:
-                    break
-        finally:
-            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (PROCESS_LOCK,))
+    with psycopg.connect(database_url, autocommit=True) as lock_conn, advisory_lock(lock_conn, PROCESS_LOCK):
+        repository = defs.get_repository_def()
+        # Sensors that start runs; run-status sensors react to runs, and `process` reports failures itself.
+        sensors = sorted((s for s in repository.sensor_defs if s.has_jobs),
+                         key=lambda s: (SENSOR_ORDER.index(s.name) if s.name in SENSOR_ORDER else 99, s.name))
+        for _round in range(max_rounds):
+            report.rounds += 1
+            launched = 0
+            for sensor in sensors:
+                launched += _tick_and_run(instance, defs, sensor, report, database_url)
+            if launched == 0:
+                break
     report.seconds = time.perf_counter() - started
     return report
 

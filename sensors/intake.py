@@ -11,6 +11,7 @@ import json
 
 import dagster as dg
 
+from bridge_pipelines.db.locks import advisory_lock_free
 from bridge_pipelines.intake.service import INTAKE_LOCK, STAGING_TABLES
 from bridge_pipelines.jobs import intake_job
 from resources import BridgeDatabase
@@ -22,13 +23,6 @@ _PENDING_SQL = " UNION ALL ".join(
     f"SELECT '{table}', coalesce(max(staging_id), 0), count(*) FROM staging.{table} WHERE intake_status = 'PENDING'"
     for table in STAGING_TABLES
 )
-
-
-def _intake_lock_free(conn) -> bool:
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (INTAKE_LOCK,)).fetchone()[0]
-    if got:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (INTAKE_LOCK,))
-    return got
 
 
 @dg.sensor(job=intake_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -44,7 +38,7 @@ def intake_sensor(context: dg.SensorEvaluationContext, database: BridgeDatabase)
         if earlier:
             latest = earlier[0]
             finished_badly = latest.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-            died = latest.status == dg.DagsterRunStatus.STARTED and _intake_lock_free(conn)
+            died = latest.status == dg.DagsterRunStatus.STARTED and advisory_lock_free(conn, INTAKE_LOCK)
             if not (finished_badly or died):
                 return dg.SensorResult(skip_reason=f"intake run {latest.run_id} for these rows is {latest.status.value}",
                                        cursor=fingerprint)

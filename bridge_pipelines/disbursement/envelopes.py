@@ -14,6 +14,8 @@ from datetime import date
 import psycopg
 from psycopg.rows import dict_row
 
+from bridge_pipelines.db.locks import advisory_lock, advisory_lock_free
+
 ENVELOPE_LOCK_CLASS = 7311
 
 
@@ -73,29 +75,18 @@ LIMIT %(limit)s
 """
 
 
-def envelope_lock_held_elsewhere(conn: psycopg.Connection, envelope_id: str) -> bool:
-    """True when another session is working on the envelope (its advisory lock is taken)."""
-    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id)).fetchone()[0]
-    if got:
-        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
-    return not got
-
-
 def pipeline_candidates(conn: psycopg.Connection, business_date: date, max_runs: int = 10,
                         funds_retry_seconds: int = 300, limit: int = 500) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(CANDIDATES_SQL, dict(business_date=business_date, max_runs=max_runs,
                                                  funds_retry_seconds=funds_retry_seconds, limit=limit)).fetchall()
-    return [row for row in rows if row["reason"] == "start" or not envelope_lock_held_elsewhere(conn, row["envelope_id"])]
+    return [row for row in rows
+            if row["reason"] == "start" or advisory_lock_free(conn, ENVELOPE_LOCK_CLASS, row["envelope_id"])]
 
 
-def lock_envelope(conn: psycopg.Connection, envelope_id: str) -> None:
-    """Session lock for the duration of a pipeline step (waits if another step holds it)."""
-    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
-
-
-def unlock_envelope(conn: psycopg.Connection, envelope_id: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (ENVELOPE_LOCK_CLASS, envelope_id))
+def envelope_lock(conn: psycopg.Connection, envelope_id: str):
+    """Held for the duration of a pipeline step (waits if another step holds it)."""
+    return advisory_lock(conn, ENVELOPE_LOCK_CLASS, envelope_id)
 
 
 def load_envelope(conn: psycopg.Connection, envelope_id: str) -> Envelope:

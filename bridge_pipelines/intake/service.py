@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from bridge_pipelines.db.locks import advisory_lock
 from bridge_pipelines.db.queries import statement
 from bridge_pipelines.faults import fault_point
 
@@ -116,8 +117,7 @@ def run_intake(
     if not conn.autocommit:
         raise ValueError("run_intake needs an autocommit connection: it manages its own transaction")
     started = time.perf_counter()
-    conn.execute("SELECT pg_advisory_lock(%s)", (INTAKE_LOCK,))
-    try:
+    with advisory_lock(conn, INTAKE_LOCK):
         for attempt in range(1, MAX_SERIALIZATION_RETRIES + 1):
             try:
                 summary = _run_once(conn, business_date, sla_days, only_staging_ids)
@@ -128,8 +128,6 @@ def run_intake(
                 if attempt == MAX_SERIALIZATION_RETRIES:
                     raise
                 log.warning("intake run conflicted with a concurrent pipeline step; retrying (attempt %s)", attempt)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (INTAKE_LOCK,))
     raise AssertionError("unreachable")
 
 

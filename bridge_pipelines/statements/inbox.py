@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from bridge_pipelines.db.locks import advisory_lock, advisory_lock_free
+
 TEMPORARY_NAME = re.compile(r"(^\.|~$|\.(tmp|temp|part|partial|crdownload|filepart|swp)$)", re.IGNORECASE)
 QUARANTINE_DIR = "quarantine"
 MAX_FILES_PER_SCAN = 200
@@ -193,20 +195,13 @@ LIMIT 200
 """
 
 
-def lock_statement(conn: psycopg.Connection, statement_id: str) -> None:
-    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (STATEMENT_LOCK_CLASS, statement_id))
-
-
-def unlock_statement(conn: psycopg.Connection, statement_id: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (STATEMENT_LOCK_CLASS, statement_id))
+def statement_lock(conn: psycopg.Connection, statement_id: str):
+    """Held while a step works on a statement: a process that dies releases it, so the sensor can tell."""
+    return advisory_lock(conn, STATEMENT_LOCK_CLASS, statement_id)
 
 
 def statement_lock_free(conn: psycopg.Connection, statement_id: str) -> bool:
-    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                       (STATEMENT_LOCK_CLASS, statement_id)).fetchone()[0]
-    if got:
-        unlock_statement(conn, statement_id)
-    return got
+    return advisory_lock_free(conn, STATEMENT_LOCK_CLASS, statement_id)
 
 
 def unfinished_statements(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
