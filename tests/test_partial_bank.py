@@ -68,6 +68,15 @@ def test_partial_batch_acceptance_fails_only_the_refused_payments(picky_bank, db
     row = envelope_row(db, staged["envelope"])
     assert row["number_of_disbursements_shipped"] == 20 and row["number_of_disbursements_failed"] == 10
     assert row["shipment_status"] == "COMPLETED"
+    failed_amount = db.execute("SELECT sum(disbursement_amount) FROM bridge.disbursement "
+                               "WHERE disbursement_envelope_id = %s AND disbursement_status = 'FAILED'",
+                               (staged["envelope"],)).fetchone()[0]
+    shown = db.execute("SELECT total_disbursement_amount_failed FROM bridge.envelope_status "
+                       "WHERE disbursement_envelope_id = %s", (staged["envelope"],)).fetchone()[0]
+    assert failed_amount > 0 and shown == failed_amount
+    batch_ids = db.execute("SELECT DISTINCT shipment_batch_id FROM bridge.disbursement WHERE disbursement_envelope_id = %s",
+                           (staged["envelope"],)).fetchall()
+    assert None not in {b for (b,) in batch_ids}, "shipped and refused payments both name the batch that carried them"
     assert len(ledger_debits(db)) == 20
     assert row["funds_released_amount"] > 0, "what the refused payments did not spend is released"
 

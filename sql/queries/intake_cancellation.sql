@@ -28,10 +28,17 @@ envelope_events AS (
     INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
     SELECT disbursement_envelope_id, 'CANCELLED', format('staging_id %s', staging_id) FROM cancelled_envelope
 ),
+-- members of a recorded payment batch (whatever its state) are left to the pipeline, which settles them with the bank
+planned AS (
+    SELECT unnest(b.member_disbursement_ids) AS disbursement_id
+    FROM bridge.bank_disbursement_batch_status b JOIN cancelled_envelope c USING (disbursement_envelope_id)
+),
 targets AS (
     SELECT d.disbursement_id, d.disbursement_status AS from_status
     FROM bridge.disbursement d JOIN cancelled_envelope c USING (disbursement_envelope_id)
+    LEFT JOIN planned p ON p.disbursement_id = d.disbursement_id
     WHERE d.disbursement_status IN ('RECEIVED', 'RESOLVED', 'RESOLUTION_FAILED') AND d.shipment_batch_id IS NULL
+      AND p.disbursement_id IS NULL
 ),
 cancelled AS (
     UPDATE bridge.disbursement d SET disbursement_status = 'CANCELLED', status_reason_code = 'ENVELOPE_CANCELLED',
