@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from bridge_pipelines.intake.staging import copy_rows
@@ -227,3 +229,16 @@ def test_failed_amount_in_envelope_status_is_the_envelope_counter(db):
                "total_disbursement_amount_failed = 25.50")
     row = envelope_status(db)
     assert (row["number_of_disbursements_failed"], row["total_disbursement_amount_failed"]) == (1, Decimal("25.50"))
+
+
+def test_a_disbursement_is_never_deleted(db):
+    """Reconciliation and resolution rows name disbursements without a foreign key (migration 0013): the guarantee
+    rests on disbursements never being deleted."""
+    ready_envelope(db)
+    disbursement(db, "D1", amount="100.00")
+    intake(db)
+    for statement in ("DELETE FROM bridge.disbursement WHERE disbursement_id = 'D1'", "TRUNCATE bridge.disbursement CASCADE"):
+        with pytest.raises(psycopg.errors.RaiseException, match="never deleted"):
+            with db.transaction():
+                db.execute(statement)
+    assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone() == (1,)

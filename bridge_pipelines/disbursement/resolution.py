@@ -1,9 +1,13 @@
 """Account resolution: every RECEIVED disbursement gets a financial address (or RESOLUTION_FAILED with the reason).
 
 Programs that require the ID mapper resolve beneficiary ids through it, in batches, each batch committed on its own
-(a restart continues with what is left). For the other programs the beneficiary_id is the financial address and is
-parsed here, without any network call. Either way the results are written set-wise: COPY into a temp table, one
-INSERT ... SELECT, one UPDATE ... FROM.
+(a restart continues with what is left): COPY into a temp table, one INSERT ... SELECT into mapper_resolution_details,
+one UPDATE ... FROM. For the other programs the beneficiary_id is the financial address: all of them are parsed
+here (Polars, no network call), only the ones that fail get a mapper_resolution_details row, and the rest move to
+RESOLVED in one UPDATE without a join; shipping parses the address again from the beneficiary_id.
+
+Audit: a failure is one disbursement_event per disbursement (with its reason); the bulk RECEIVED -> RESOLVED is one
+envelope_event per batch (the disbursement rows carry status_updated_at).
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ class ResolutionResult:
     seconds: float = 0.0
 
 
-def _unresolved(conn: psycopg.Connection, envelope_id: str) -> pl.DataFrame:
-    return read_frame(conn, """
+def _unresolved(conn: psycopg.Connection, envelope_id: str, ordered: bool = False) -> pl.DataFrame:
+    return read_frame(conn, f"""
         SELECT d.disbursement_id, d.beneficiary_id FROM bridge.disbursement d
         WHERE d.disbursement_envelope_id = %s AND d.disbursement_status = 'RECEIVED'
           AND NOT EXISTS (SELECT 1 FROM bridge.mapper_resolution_details m WHERE m.disbursement_id = d.disbursement_id)
-        ORDER BY d.disbursement_id""", (envelope_id,))
+        {"ORDER BY d.disbursement_id" if ordered else ""}""", (envelope_id,))
 
 
 def results_from_addresses(frame: pl.DataFrame) -> pl.DataFrame:
@@ -81,19 +85,58 @@ def _record(conn: psycopg.Connection, envelope_id: str, results: pl.DataFrame) -
                 WHERE d.disbursement_id = r.disbursement_id AND d.disbursement_status = 'RECEIVED'
                 RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status, d.status_reason_code
             ),
-            events AS (
+            failed_events AS (
                 INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
                                                        to_status, reason_code)
                 SELECT disbursement_id, disbursement_envelope_id, 'RECEIVED', disbursement_status, status_reason_code
-                FROM changed
+                FROM changed WHERE disbursement_status = 'RESOLUTION_FAILED'
             )
             SELECT count(*) FILTER (WHERE disbursement_status = 'RESOLVED'),
                    count(*) FILTER (WHERE disbursement_status = 'RESOLUTION_FAILED') FROM changed""").fetchone()
         resolved, failed = counts
-        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status
-                        SET number_of_disbursements_failed = number_of_disbursements_failed + %s, updated_at = now()
-                        WHERE disbursement_envelope_id = %s""", (failed, envelope_id))
+        _count_failed(conn, envelope_id, failed)
+        _resolved_event(conn, envelope_id, resolved, "financial addresses from the ID mapper")
     return resolved, failed
+
+
+def _count_failed(conn: psycopg.Connection, envelope_id: str, failed: int) -> None:
+    conn.execute("""UPDATE bridge.disbursement_envelope_batch_status
+                    SET number_of_disbursements_failed = number_of_disbursements_failed + %s, updated_at = now()
+                    WHERE disbursement_envelope_id = %s""", (failed, envelope_id))
+
+
+def _resolved_event(conn: psycopg.Connection, envelope_id: str, resolved: int, how: str) -> None:
+    """RESOLVED is recorded once per batch of the envelope (a failure per disbursement, with its reason)."""
+    if resolved:
+        conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
+                     "VALUES (%s, 'RESOLVED', %s)",
+                     (envelope_id, f"{resolved} disbursement(s) RECEIVED -> RESOLVED ({how})"))
+
+
+def _resolve_without_mapper(conn: psycopg.Connection, envelope_id: str) -> tuple[int, pl.DataFrame]:
+    """The beneficiary ids are the financial addresses: parse them all (Polars), record the ones that do not parse
+    as RESOLUTION_FAILED with the reason, and move every other RECEIVED disbursement to RESOLVED in one statement
+    (no per-row join). The envelope is already started, so intake can no longer add RECEIVED disbursements to it;
+    the batch status row is locked all the same so that nothing slips in between the read and the update.
+    Returns (resolved, the failures)."""
+    with conn.transaction():
+        conn.execute("SELECT 1 FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s "
+                     "FOR UPDATE", (envelope_id,))
+        todo = _unresolved(conn, envelope_id)
+        results = results_from_addresses(todo.with_columns(pl.col("beneficiary_id").alias("financial_address")))
+        failures = results.filter(pl.col("mapper_status") == "RESOLUTION_FAILED")
+        failed = 0
+        if failures.height:
+            _resolved, failed = _record(conn, envelope_id, failures)
+        resolved = conn.execute("""UPDATE bridge.disbursement SET disbursement_status = 'RESOLVED',
+                                   status_updated_at = now()
+                                   WHERE disbursement_envelope_id = %s AND disbursement_status = 'RECEIVED'""",
+                                (envelope_id,)).rowcount
+        if resolved + failed != todo.height:
+            raise RuntimeError(f"envelope {envelope_id}: {todo.height} disbursements read for resolution but "
+                               f"{resolved} resolved and {failed} failed: rolled back")
+        _resolved_event(conn, envelope_id, resolved, "beneficiary ids are financial addresses")
+    return resolved, failures
 
 
 def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Resolver | None, batch_size: int,
@@ -102,24 +145,30 @@ def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Res
     not use one and beneficiary ids are financial addresses)."""
     started = time.perf_counter()
     result = ResolutionResult()
-    todo = _unresolved(conn, envelope.envelope_id)
+    if not envelope.mapper_required:
+        result.resolved, failures = _resolve_without_mapper(conn, envelope.envelope_id)
+        result.failed = failures.height
+        result.batches = 1
+        result.failed_by_reason = dict(failures.group_by("failure_reason_code").len().iter_rows())
+        result.seconds = time.perf_counter() - started
+        progress(f"resolution: {result.resolved} resolved, {result.failed} failed "
+                 f"({(result.resolved + result.failed) / max(result.seconds, 1e-9):,.0f} rows/s)")
+        return result
+    todo = _unresolved(conn, envelope.envelope_id, ordered=True)
     total = todo.height
     if envelope.mapper_required and resolver is None:
         raise ValueError(f"program {envelope.program} requires ID mapper resolution but no mapper is configured")
-    chunk_size = batch_size if envelope.mapper_required else max(batch_size, 100_000)
+    chunk_size = batch_size
     for offset in range(0, total, chunk_size):
         chunk = todo.slice(offset, chunk_size)
-        if envelope.mapper_required:
-            answers = resolver(chunk["beneficiary_id"].unique().to_list())
-            frame = chunk.join(answers.rename({"status": "mapper_status", "reason_code": "failure_reason_code"})
-                               .select("beneficiary_id", "mapper_status", "failure_reason_code", "financial_address")
-                               .unique("beneficiary_id"), on="beneficiary_id", how="left")
-            frame = frame.with_columns(
-                pl.col("mapper_status").fill_null("RESOLUTION_FAILED"),
-                pl.when(pl.col("mapper_status").is_null()).then(pl.lit("MAPPER_NO_ANSWER"))
-                .otherwise(pl.col("failure_reason_code")).alias("failure_reason_code"))
-        else:
-            frame = chunk.with_columns(pl.col("beneficiary_id").alias("financial_address"))
+        answers = resolver(chunk["beneficiary_id"].unique().to_list())
+        frame = chunk.join(answers.rename({"status": "mapper_status", "reason_code": "failure_reason_code"})
+                           .select("beneficiary_id", "mapper_status", "failure_reason_code", "financial_address")
+                           .unique("beneficiary_id"), on="beneficiary_id", how="left")
+        frame = frame.with_columns(
+            pl.col("mapper_status").fill_null("RESOLUTION_FAILED"),
+            pl.when(pl.col("mapper_status").is_null()).then(pl.lit("MAPPER_NO_ANSWER"))
+            .otherwise(pl.col("failure_reason_code")).alias("failure_reason_code"))
         results = results_from_addresses(frame)
         resolved, failed = _record(conn, envelope.envelope_id, results)
         result.resolved += resolved
@@ -132,10 +181,9 @@ def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Res
         elapsed = time.perf_counter() - started
         progress(f"resolution batch {result.batches} of {-(-total // chunk_size)}: {done}/{total} "
                  f"({done / elapsed:,.0f} rows/s)" if elapsed > 0 else f"resolution batch {result.batches}")
-    if envelope.mapper_required:
-        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET id_mapper_resolution_status = 'COMPLETED',
-                        id_mapper_resolution_latest_timestamp = now(), updated_at = now()
-                        WHERE disbursement_envelope_id = %s""", (envelope.envelope_id,))
+    conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET id_mapper_resolution_status = 'COMPLETED',
+                    id_mapper_resolution_latest_timestamp = now(), updated_at = now()
+                    WHERE disbursement_envelope_id = %s""", (envelope.envelope_id,))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import psycopg
 
+from bridge_pipelines.bank.financial_address import FA_FIELDS, with_parsed_financial_address
 from bridge_pipelines.bank.protocol import (PAYMENT_COLUMNS, BatchAcknowledgement, ServiceRequestRejected,
                                             ServiceUnavailable, SponsorBankConnector)
 from bridge_pipelines.db.frames import copy_frame, read_frame
@@ -48,51 +49,62 @@ class ShippingResult:
 
 
 PLAN_SQL = """
-WITH todo AS (
-    SELECT disbursement_id, disbursement_amount,
-           (row_number() OVER (ORDER BY disbursement_id) - 1) / %(batch_size)s AS chunk
-    FROM bridge.disbursement
-    WHERE disbursement_envelope_id = %(envelope_id)s AND disbursement_status = 'RESOLVED'
-      AND shipment_batch_id IS NULL
+WITH planned AS (  -- members of batches recorded earlier (whatever their state): never planned twice
+    SELECT unnest(member_disbursement_ids) AS disbursement_id FROM bridge.bank_disbursement_batch_status
+    WHERE disbursement_envelope_id = %(envelope_id)s
+),
+todo AS (
+    SELECT d.disbursement_id, d.bank_reference, d.disbursement_amount,
+           (row_number() OVER (ORDER BY d.bank_reference) - 1) / %(batch_size)s AS chunk
+    FROM bridge.disbursement d
+    LEFT JOIN planned p ON p.disbursement_id = d.disbursement_id
+    WHERE d.disbursement_envelope_id = %(envelope_id)s AND d.disbursement_status = 'RESOLVED'
+      AND p.disbursement_id IS NULL
 ),
 chunks AS (
-    SELECT chunk, count(*) AS n, sum(disbursement_amount) AS total FROM todo GROUP BY chunk
+    SELECT chunk, count(*) AS n, sum(disbursement_amount) AS total,
+           array_agg(disbursement_id ORDER BY bank_reference) AS members
+    FROM todo GROUP BY chunk
 ),
 numbered AS MATERIALIZED (
-    SELECT chunk, n, total,
+    SELECT chunk, n, total, members,
            'PB' || lpad(upper(to_hex(nextval('bridge.payment_batch_seq'))), 14, '0') AS batch_id,
            coalesce((SELECT max(batch_sequence) FROM bridge.bank_disbursement_batch_status
                      WHERE disbursement_envelope_id = %(envelope_id)s), 0) + chunk + 1 AS batch_sequence
-    FROM chunks
+    FROM (SELECT * FROM chunks ORDER BY chunk) ordered
 ),
 batches AS (
     INSERT INTO bridge.bank_disbursement_batch_status (bank_disbursement_batch_id, disbursement_envelope_id,
-        batch_sequence, number_of_disbursements, total_disbursement_amount)
-    SELECT batch_id, %(envelope_id)s, batch_sequence, n, total FROM numbered
-),
--- chunks are numbered 0, 1, 2, ... so chunk c's batch id is element c + 1 of the ids ordered by chunk: one lookup
--- per row (an InitPlan evaluated once), where a join of todo and numbered became a nested loop that compared every
--- row with every batch (N x N / batch_size: 100 million comparisons for 1,000,000 disbursements)
-members AS (
-    UPDATE bridge.disbursement d
-    SET shipment_batch_id = (SELECT array_agg(batch_id ORDER BY chunk) FROM numbered)[t.chunk::integer + 1]
-    FROM todo t
-    WHERE d.disbursement_id = t.disbursement_id
+        batch_sequence, number_of_disbursements, total_disbursement_amount, member_disbursement_ids)
+    SELECT batch_id, %(envelope_id)s, batch_sequence, n, total, members FROM numbered
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM numbered), (SELECT count(*) FROM members)
+SELECT count(*) FROM batches
 """
 
-PAYMENTS_SQL = """
+# A batch's members that still wait for the bank's answer, in the order they were planned. For programs without
+# the ID mapper the beneficiary_id is the financial address (parsed in Polars, see _with_financial_address).
+MEMBERS_SQL = """
 SELECT d.bank_reference AS payment_reference, d.disbursement_id, d.disbursement_amount AS amount,
-       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, m.fa_type,
+       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, d.beneficiary_id, m.fa_type,
        m.bank_account_number, m.bank_code, m.branch_code, m.mobile_number, m.email_address, m.wallet_provider
-FROM bridge.disbursement d
-JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
-JOIN bridge.mapper_resolution_details m USING (disbursement_id)
-WHERE d.shipment_batch_id = %s AND d.disbursement_status = 'RESOLVED'
-ORDER BY d.disbursement_id
+FROM bridge.bank_disbursement_batch_status b
+CROSS JOIN LATERAL unnest(b.member_disbursement_ids) WITH ORDINALITY AS member(disbursement_id, position)
+JOIN bridge.disbursement d ON d.disbursement_id = member.disbursement_id
+JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
+LEFT JOIN bridge.mapper_resolution_details m ON m.disbursement_id = d.disbursement_id AND m.mapper_status = 'RESOLVED'
+WHERE b.bank_disbursement_batch_id = %s AND d.disbursement_status = 'RESOLVED'
+ORDER BY member.position
 """
+
+
+def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
+    """The payments of a recorded batch that the bank has not answered for yet (PAYMENT_COLUMNS + disbursement_id)."""
+    members = read_frame(conn, MEMBERS_SQL, (batch_id,))
+    if members.height == 0 or mapper_required:
+        return members
+    parsed = with_parsed_financial_address(members.drop("fa_type", *FA_FIELDS).lazy(), "beneficiary_id").collect()
+    return parsed.select(members.columns)
 
 
 def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) -> int:
@@ -104,7 +116,7 @@ def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) ->
                WHERE e.disbursement_envelope_id = %s FOR UPDATE OF bs, e""", (envelope_id,)).fetchone()[0]
         if cancelled:
             return 0
-        batches, _members = conn.execute(PLAN_SQL, dict(envelope_id=envelope_id, batch_size=batch_size)).fetchone()
+        batches = conn.execute(PLAN_SQL, dict(envelope_id=envelope_id, batch_size=batch_size)).fetchone()[0]
         if batches:
             conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_status = 'IN_PROGRESS',
                             updated_at = now() WHERE disbursement_envelope_id = %s""", (envelope_id,))
@@ -132,11 +144,15 @@ def settle_batches_of_cancelled_envelope(conn: psycopg.Connection, envelope_id: 
             continue
         with conn.transaction():
             cancelled += conn.execute(
-                """WITH changed AS (
-                       UPDATE bridge.disbursement SET disbursement_status = 'CANCELLED',
+                """WITH members AS (
+                       SELECT unnest(member_disbursement_ids) AS disbursement_id
+                       FROM bridge.bank_disbursement_batch_status WHERE bank_disbursement_batch_id = %(b)s),
+                   changed AS (
+                       UPDATE bridge.disbursement d SET disbursement_status = 'CANCELLED',
                               status_reason_code = 'ENVELOPE_CANCELLED', cancelled_at = now(), status_updated_at = now()
-                       WHERE shipment_batch_id = %(b)s AND disbursement_status = 'RESOLVED'
-                       RETURNING disbursement_id, disbursement_envelope_id)
+                       FROM members m
+                       WHERE d.disbursement_id = m.disbursement_id AND d.disbursement_status = 'RESOLVED'
+                       RETURNING d.disbursement_id, d.disbursement_envelope_id)
                    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
                                                           to_status, reason_code, detail)
                    SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', 'CANCELLED', 'ENVELOPE_CANCELLED',
@@ -166,36 +182,48 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
         conn.execute("CREATE TEMP TABLE payment_ack (payment_reference text PRIMARY KEY, status text, "
                      "reason_code text) ON COMMIT DROP")
         copy_frame(conn, ack.results.select("payment_reference", "status", "reason_code"), "payment_ack")
+        conn.execute("""CREATE TEMP TABLE batch_member ON COMMIT DROP AS
+                        SELECT d.disbursement_id, d.bank_reference, d.disbursement_amount
+                        FROM bridge.bank_disbursement_batch_status b
+                        CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
+                        JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
+                        WHERE b.bank_disbursement_batch_id = %s AND d.disbursement_status = 'RESOLVED'""",
+                     (batch_id,))
         missing = conn.execute(
-            """SELECT count(*) FROM bridge.disbursement d
-               WHERE d.shipment_batch_id = %s AND d.disbursement_status = 'RESOLVED'
-                 AND NOT EXISTS (SELECT 1 FROM payment_ack a WHERE a.payment_reference = d.bank_reference)""",
-            (batch_id,)).fetchone()[0]
+            """SELECT count(*) FROM batch_member m
+               WHERE NOT EXISTS (SELECT 1 FROM payment_ack a WHERE a.payment_reference = m.bank_reference)""",
+        ).fetchone()[0]
         if missing:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
                                      "the batch stays PENDING and will be sent again")
-        shipped, shipped_amount, failed = conn.execute(
+        # SHIPPED is recorded once for the batch (envelope_event below), FAILED per disbursement with its reason.
+        shipped, shipped_amount, failed, failed_amount = conn.execute(
             """WITH changed AS (
                    UPDATE bridge.disbursement d
                    SET disbursement_status = CASE WHEN a.status = 'ACCEPTED' THEN 'SHIPPED' ELSE 'FAILED' END,
                        status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
-                       shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now()
-                   FROM payment_ack a
-                   WHERE d.bank_reference = a.payment_reference AND d.shipment_batch_id = %(batch_id)s
-                     AND d.disbursement_status = 'RESOLVED'
+                       shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
+                       shipment_batch_id = %(batch_id)s
+                   FROM batch_member m JOIN payment_ack a ON a.payment_reference = m.bank_reference
+                   WHERE d.disbursement_id = m.disbursement_id AND d.disbursement_status = 'RESOLVED'
                    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
                              d.status_reason_code, d.disbursement_amount
                ),
-               events AS (
+               failed_events AS (
                    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
                                                           to_status, reason_code, detail)
                    SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', disbursement_status,
-                          status_reason_code, %(batch_id)s FROM changed
+                          status_reason_code, %(batch_id)s FROM changed WHERE disbursement_status = 'FAILED'
                )
                SELECT count(*) FILTER (WHERE disbursement_status = 'SHIPPED'),
                       coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'SHIPPED'), 0),
-                      count(*) FILTER (WHERE disbursement_status = 'FAILED')
+                      count(*) FILTER (WHERE disbursement_status = 'FAILED'),
+                      coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'FAILED'), 0)
                FROM changed""", dict(batch_id=batch_id)).fetchone()
+        conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
+                     "VALUES (%s, 'BATCH_ACKNOWLEDGED', %s)",
+                     (envelope_id, f"batch {batch_id}: {shipped} disbursement(s) RESOLVED -> SHIPPED, "
+                                   f"{failed} RESOLVED -> FAILED"))
         conn.execute("""UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = 'ACKNOWLEDGED',
                         number_accepted = %s, number_rejected = %s, acknowledged_at = now(), latest_error_code = NULL,
                         latest_timestamp = now() WHERE bank_disbursement_batch_id = %s""",
@@ -204,8 +232,10 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                         number_of_disbursements_shipped = number_of_disbursements_shipped + %s,
                         total_disbursement_amount_shipped = total_disbursement_amount_shipped + %s,
                         number_of_disbursements_failed = number_of_disbursements_failed + %s,
+                        total_disbursement_amount_failed = total_disbursement_amount_failed + %s,
                         shipment_latest_timestamp = now(), updated_at = now()
-                        WHERE disbursement_envelope_id = %s""", (shipped, shipped_amount, failed, envelope_id))
+                        WHERE disbursement_envelope_id = %s""",
+                     (shipped, shipped_amount, failed, failed_amount, envelope_id))
     reasons = ack.results.filter(pl.col("status") != "ACCEPTED").group_by("reason_code").len()
     return shipped, failed, {reason or "UNKNOWN": count for reason, count in reasons.iter_rows()}
 
@@ -227,7 +257,7 @@ def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBan
     pending = _pending_batches(conn, envelope_id)
     sent_rows = 0
     for index, (batch_id, size) in enumerate(pending, start=1):
-        payments = read_frame(conn, PAYMENTS_SQL, (batch_id,))
+        payments = batch_payments(conn, batch_id, envelope.mapper_required)
         if payments.height == 0:  # every member already acknowledged by an earlier run
             conn.execute("UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = "
                          "'ACKNOWLEDGED', acknowledged_at = coalesce(acknowledged_at, now()) "

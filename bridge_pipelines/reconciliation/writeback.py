@@ -60,8 +60,11 @@ def _load_candidates(conn: psycopg.Connection, lines: pl.DataFrame) -> tuple[pl.
         UNION ALL
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
                d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status
-        FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
-        WHERE d.shipment_batch_id IN (SELECT ref FROM recon_batch)
+        FROM bridge.bank_disbursement_batch_status b
+        CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
+        JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
+        JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
+        WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)
           AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
@@ -76,8 +79,10 @@ def _load_candidates(conn: psycopg.Connection, lines: pl.DataFrame) -> tuple[pl.
         UNION
         SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
                r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
-        FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
-        WHERE d.shipment_batch_id IN (SELECT ref FROM recon_batch)""",
+        FROM bridge.bank_disbursement_batch_status b
+        CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
+        JOIN bridge.disbursement_recon r ON r.disbursement_id = m.disbursement_id
+        WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)""",
                           schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
     if existing.height == 0:
         existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
@@ -137,28 +142,42 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
             reversal_reason = excluded.reversal_reason, updated_at = now()
         WHERE NOT r.reversal_found""")
-    reconciled, reversed_ = conn.execute("""
-        WITH target AS (
-            SELECT d.disbursement_id, d.disbursement_status AS from_status,
-                   CASE WHEN r.reversal_found THEN 'REVERSED' ELSE 'RECONCILED' END AS to_status
-            FROM bridge.disbursement d JOIN bridge.disbursement_recon r USING (disbursement_id)
-            WHERE d.disbursement_id IN (SELECT disbursement_id FROM recon_match)
-              AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
-        ),
-        changed AS (
+    # RECONCILED is recorded once per statement and envelope (envelope_event), REVERSED per disbursement.
+    # RETURNING old.*: the state each row had before this statement (PostgreSQL 18).
+    changes = conn.execute("""
+        WITH changed AS (
             UPDATE bridge.disbursement d SET disbursement_status = t.to_status, status_updated_at = now(),
                    status_reason_code = CASE WHEN t.to_status = 'REVERSED' THEN 'REVERSED_BY_BANK' END
-            FROM target t
-            WHERE d.disbursement_id = t.disbursement_id AND t.to_status <> t.from_status
-            RETURNING d.disbursement_id, d.disbursement_envelope_id, t.from_status, t.to_status
+            FROM (SELECT r.disbursement_id,
+                         CASE WHEN r.reversal_found THEN 'REVERSED' ELSE 'RECONCILED' END AS to_status
+                  FROM bridge.disbursement_recon r
+                  WHERE r.disbursement_id IN (SELECT disbursement_id FROM recon_match)) t
+            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
+              AND d.disbursement_status <> t.to_status
+            RETURNING d.disbursement_id, d.disbursement_envelope_id, old.disbursement_status AS from_status,
+                      new.disbursement_status AS to_status
         ),
-        events AS (
+        reversal_events AS (
             INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
-                                                   detail)
-            SELECT disbursement_id, disbursement_envelope_id, from_status, to_status, %s FROM changed
+                                                   reason_code, detail)
+            SELECT disbursement_id, disbursement_envelope_id, from_status, to_status, 'REVERSED_BY_BANK', %(detail)s
+            FROM changed WHERE to_status = 'REVERSED'
+        ),
+        per_envelope AS (
+            SELECT disbursement_envelope_id, count(*) FILTER (WHERE to_status = 'RECONCILED') AS reconciled,
+                   count(*) FILTER (WHERE to_status = 'REVERSED') AS reversed
+            FROM changed GROUP BY disbursement_envelope_id
+        ),
+        envelope_events AS (
+            INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
+            SELECT disbursement_envelope_id, 'RECONCILED',
+                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED, %%s reversed', %(detail)s::text,
+                          reconciled, reversed)
+            FROM per_envelope WHERE reconciled > 0
         )
-        SELECT count(*) FILTER (WHERE to_status = 'RECONCILED'), count(*) FILTER (WHERE to_status = 'REVERSED')
-        FROM changed""", (f"statement {statement_id}",)).fetchone()
+        SELECT coalesce(sum(reconciled), 0), coalesce(sum(reversed), 0) FROM per_envelope""",
+        dict(detail=f"statement {statement_id}")).fetchone()
+    reconciled, reversed_ = int(changes[0]), int(changes[1])
     envelopes = [row[0] for row in conn.execute(
         "SELECT DISTINCT disbursement_envelope_id FROM recon_match UNION "
         "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
