@@ -22,5 +22,8 @@ class BridgeDatabase(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, autocommit: bool = True) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self.resolved_url(), autocommit=autocommit) as conn:
+        # prepare_threshold=None: no server-side prepared statements. The bridge runs few, set-based statements, many
+        # over temp tables whose size changes from call to call; a cached generic plan for those is a risk (one
+        # chosen for a 10-row temp table was used for 10,000 rows) and saves nothing worth having.
+        with psycopg.connect(self.resolved_url(), autocommit=autocommit, prepare_threshold=None) as conn:
             yield conn
