@@ -252,6 +252,37 @@ def test_the_same_file_twice_is_imported_once(bridge_env, db: psycopg.Connection
         assert run_process(instance).runs == []
 
 
+def test_reconciliation_alone_reads_the_stored_file(bridge_env, db: psycopg.Connection, make_example_bank,
+                                                    business_day) -> None:
+    """Within a statement run the parsed file is handed from statement_lines to statement_reconciliation in memory;
+    reconciliation run on its own (a re-run from the UI, another process) reads the stored file instead, with the
+    same result, and applies nothing twice."""
+    import assets.statements as statement_assets
+    from bridge_pipelines.definitions import defs
+
+    bank = make_example_bank(bank_failure_rate=0.0)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (envelope,) = ship(db, bank, instance, business_day, 3)
+        first, second, third = envelope.shipped()
+        copy_into_inbox(inbox_of(bridge_env), "day1.sta", mt940(envelope.account, [
+            debit(first.bank_reference, first.amount), debit(second.bank_reference, second.amount),
+            reversal(second.bank_reference, second.amount)]))
+        assert run_process(instance).success
+        recon_before, states_before = recon_rows(db), all_states(db)
+        assert states(db, envelope.envelope_id) == {"RECONCILED": 1, "REVERSED": 1, "SHIPPED": 1}
+        assert statement_assets._parsed_files == {}, "the hand-over entry is used once"
+
+        statement_id = statement_of(db, "day1.sta")["statement_id"]
+        db.execute("UPDATE bridge.account_statement SET statement_process_status = 'PARSED' WHERE statement_id = %s",
+                   (statement_id,))
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={dg.AssetKey("statement_reconciliation")})
+        assert job.execute_in_process(instance=instance, partition_key=statement_id).success
+    assert statement_of(db, "day1.sta")["statement_process_status"] == "RECONCILED"
+    assert recon_rows(db) == recon_before and all_states(db) == states_before
+    assert count(db, "bridge.disbursement_error_recon") == 0
+
+
 # --- 3. every error-recon reason ------------------------------------------------------------------------------------
 
 
