@@ -283,6 +283,41 @@ def test_reconciliation_alone_reads_the_stored_file(bridge_env, db: psycopg.Conn
     assert count(db, "bridge.disbursement_error_recon") == 0
 
 
+def test_a_reconciliation_row_inserted_meanwhile_is_handled(bridge_env, db: psycopg.Connection, make_example_bank,
+                                                            business_day, monkeypatch) -> None:
+    """New reconciliation rows are written with a plain INSERT; when another statement's reconciliation inserted one
+    of them after the candidates were loaded (simulated: the first load does not see the existing rows), the unique
+    violation makes the statement reconcile again with conflict handling, with the same result as without the race."""
+    from bridge_pipelines.reconciliation import writeback
+
+    bank = make_example_bank(bank_failure_rate=0.0)
+    inbox = inbox_of(bridge_env)
+    with dg.DagsterInstance.ephemeral() as instance:
+        (envelope,) = ship(db, bank, instance, business_day, 3)
+        first, second, third = envelope.shipped()
+        copy_into_inbox(inbox, "day1.sta", mt940(envelope.account, [debit(first.bank_reference, first.amount)]))
+        assert run_process(instance).success
+
+        original, calls = writeback._load_candidates, []
+
+        def load_without_seeing_existing_rows(conn, lines):
+            disbursements, existing = original(conn, lines)
+            calls.append(existing.height)
+            return (disbursements, existing.clear()) if len(calls) == 1 else (disbursements, existing)
+
+        monkeypatch.setattr(writeback, "_load_candidates", load_without_seeing_existing_rows)
+        copy_into_inbox(inbox, "day2.sta", mt940(envelope.account, [
+            debit(first.bank_reference, first.amount), debit(second.bank_reference, second.amount)], statement_number=2))
+        report = run_process(instance)
+        assert report.success, [r.error for r in report.runs]
+    assert calls == [1, 1], "loaded twice: the optimistic attempt and the one with conflict handling"
+    assert states(db, envelope.envelope_id) == {"RECONCILED": 2, "SHIPPED": 1}
+    errors = db.execute("SELECT bank_reference, error_reason FROM bridge.disbursement_error_recon").fetchall()
+    assert errors == [(first.bank_reference, "DUPLICATE_DISBURSEMENT")]
+    assert count(db, "bridge.disbursement_recon") == 2
+    assert_lines_accounted_for(db)
+
+
 # --- 3. every error-recon reason ------------------------------------------------------------------------------------
 
 

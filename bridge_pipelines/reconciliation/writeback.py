@@ -4,6 +4,7 @@ counters it touched."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REVERSAL,
                                                    ReconciliationResult, extract_references, reconcile)
 from bridge_pipelines.statements.model import AMOUNT_DTYPE, ParsedStatementFile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,26 +99,34 @@ MATCH_COLUMNS = ("disbursement_id", "disbursement_envelope_id", "shipment_batch_
                  "reference", "reason")
 
 
-def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult) -> tuple[int, int, list[str]]:
+def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
+           optimistic: bool) -> tuple[int, int, list[str]]:
+    """`optimistic`: a disbursement without a reconciliation row when the candidates were loaded gets one by a plain
+    INSERT (about a third cheaper than INSERT ... ON CONFLICT); if a concurrent reconciliation of another statement
+    inserted it meanwhile, the INSERT fails with a unique violation and the caller runs everything again with
+    `optimistic=False` (ON CONFLICT for every row)."""
     matches = result.matches.with_columns(
+        (pl.col("disbursement_id").is_in(existing["disbursement_id"].implode()) | (not optimistic)).alias("known"),
         # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
         pl.coalesce(pl.col("our_reference"), pl.col("our_batch"), pl.col("customer_reference")).alias("reference"),
         pl.when(pl.col("match_kind") == REVERSAL)
         .then(pl.coalesce(pl.col("return_reason"), pl.col("information"))).otherwise(None).alias("reason"))
     conn.execute("""CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
         shipment_batch_id text, match_kind text, statement_id text, statement_number text, statement_sequence text,
-        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text)
-        ON COMMIT DROP""")
-    copy_frame(conn, matches.select(MATCH_COLUMNS), "recon_match")
+        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text,
+        known boolean) ON COMMIT DROP""")
+    copy_frame(conn, matches.select(*MATCH_COLUMNS, "known"), "recon_match")
     conn.execute("ANALYZE recon_match")  # statistics for the joins below (see _load_candidates)
-    conn.execute("""
+    remittance = """
         INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
             disbursement_envelope_id, remittance_reference_number, remittance_statement_id,
             remittance_statement_number, remittance_statement_sequence, remittance_page, remittance_entry_sequence,
             remittance_entry_date, remittance_value_date)
         SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, reference, statement_id,
                statement_number, statement_sequence, page, entry_sequence, entry_date, value_date
-        FROM recon_match WHERE match_kind = 'REMITTANCE'
+        FROM recon_match WHERE match_kind = 'REMITTANCE' AND known = %s"""
+    conn.execute(remittance, (False,))
+    conn.execute(remittance + """
         ON CONFLICT (disbursement_id) DO UPDATE SET
             remittance_reference_number = excluded.remittance_reference_number,
             remittance_statement_id = excluded.remittance_statement_id,
@@ -125,7 +136,7 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             remittance_entry_sequence = excluded.remittance_entry_sequence,
             remittance_entry_date = excluded.remittance_entry_date,
             remittance_value_date = excluded.remittance_value_date, updated_at = now()
-        WHERE r.remittance_statement_id IS NULL""")
+        WHERE r.remittance_statement_id IS NULL""", (True,))
     conn.execute("""
         INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
             disbursement_envelope_id, reversal_found, reversal_statement_id, reversal_statement_number,
@@ -250,11 +261,21 @@ def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: Par
     started = time.perf_counter()
     summary = ReconciliationSummary(statement_id)
     lines = statement_lines_frame(statement_id, parsed).with_columns(pl.col("amount").cast(AMOUNT_DTYPE))
+    try:
+        return _reconcile_once(conn, statement_id, lines, summary, error_sample, started, optimistic=True)
+    except psycopg.errors.UniqueViolation:
+        log.info("statement %s: another statement's reconciliation recorded some of the same disbursements "
+                 "meanwhile; reconciling again with conflict handling", statement_id)
+        return _reconcile_once(conn, statement_id, lines, summary, error_sample, started, optimistic=False)
+
+
+def _reconcile_once(conn: psycopg.Connection, statement_id: str, lines: pl.DataFrame, summary: ReconciliationSummary,
+                    error_sample: int, started: float, optimistic: bool) -> ReconciliationSummary:
     with conn.transaction():
         conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
         disbursements, existing = _load_candidates(conn, lines)
         result = reconcile(lines, disbursements, existing)
-        reconciled, reversed_, envelopes = _write(conn, statement_id, result)
+        reconciled, reversed_, envelopes = _write(conn, statement_id, result, existing, optimistic)
         _write_lines(conn, result)
         envelopes = sorted(set(envelopes) | set(
             result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list()
