@@ -153,42 +153,51 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
             reversal_reason = excluded.reversal_reason, updated_at = now()
         WHERE NOT r.reversal_found""")
-    # RECONCILED is recorded once per statement and envelope (envelope_event), REVERSED per disbursement.
-    # RETURNING old.*: the state each row had before this statement (PostgreSQL 18).
-    changes = conn.execute("""
+    # SHIPPED -> RECONCILED for every disbursement the statement names whose reconciliation has no reversal: one
+    # event per statement and envelope. A reconciliation with a reversal -> REVERSED (from SHIPPED or RECONCILED),
+    # one event per disbursement with the state it came from. (Two statements rather than one UPDATE with
+    # RETURNING old.*, which needs PostgreSQL 18; the bridge supports 14 and later.)
+    detail = f"statement {statement_id}"
+    reconciled = conn.execute("""
         WITH changed AS (
-            UPDATE bridge.disbursement d SET disbursement_status = t.to_status, status_updated_at = now(),
-                   status_reason_code = CASE WHEN t.to_status = 'REVERSED' THEN 'REVERSED_BY_BANK' END
-            FROM (SELECT r.disbursement_id,
-                         CASE WHEN r.reversal_found THEN 'REVERSED' ELSE 'RECONCILED' END AS to_status
-                  FROM bridge.disbursement_recon r
-                  WHERE r.disbursement_id IN (SELECT disbursement_id FROM recon_match)) t
-            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
-              AND d.disbursement_status <> t.to_status
-            RETURNING d.disbursement_id, d.disbursement_envelope_id, old.disbursement_status AS from_status,
-                      new.disbursement_status AS to_status
-        ),
-        reversal_events AS (
-            INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
-                                                   reason_code, detail)
-            SELECT disbursement_id, disbursement_envelope_id, from_status, to_status, 'REVERSED_BY_BANK', %(detail)s
-            FROM changed WHERE to_status = 'REVERSED'
+            UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
+                   status_reason_code = NULL
+            FROM (SELECT r.disbursement_id FROM bridge.disbursement_recon r
+                  WHERE r.disbursement_id IN (SELECT disbursement_id FROM recon_match) AND NOT r.reversal_found) t
+            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = 'SHIPPED'
+            RETURNING d.disbursement_envelope_id
         ),
         per_envelope AS (
-            SELECT disbursement_envelope_id, count(*) FILTER (WHERE to_status = 'RECONCILED') AS reconciled,
-                   count(*) FILTER (WHERE to_status = 'REVERSED') AS reversed
-            FROM changed GROUP BY disbursement_envelope_id
+            SELECT disbursement_envelope_id, count(*) AS reconciled FROM changed GROUP BY disbursement_envelope_id
         ),
         envelope_events AS (
             INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
             SELECT disbursement_envelope_id, 'RECONCILED',
-                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED, %%s reversed', %(detail)s::text,
-                          reconciled, reversed)
-            FROM per_envelope WHERE reconciled > 0
+                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
+            FROM per_envelope
         )
-        SELECT coalesce(sum(reconciled), 0), coalesce(sum(reversed), 0) FROM per_envelope""",
-        dict(detail=f"statement {statement_id}")).fetchone()
-    reconciled, reversed_ = int(changes[0]), int(changes[1])
+        SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0]
+    reversed_ = conn.execute("""
+        WITH target AS (
+            SELECT d.disbursement_id, d.disbursement_status AS from_status
+            FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
+            WHERE r.reversal_found AND r.disbursement_id IN (SELECT disbursement_id FROM recon_match)
+              AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
+        ),
+        changed AS (
+            UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
+                   status_reason_code = 'REVERSED_BY_BANK'
+            FROM target t WHERE d.disbursement_id = t.disbursement_id
+            RETURNING d.disbursement_id, d.disbursement_envelope_id, t.from_status
+        ),
+        events AS (
+            INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
+                                                   reason_code, detail)
+            SELECT disbursement_id, disbursement_envelope_id, from_status, 'REVERSED', 'REVERSED_BY_BANK', %(detail)s
+            FROM changed
+        )
+        SELECT count(*) FROM changed""", dict(detail=detail)).fetchone()[0]
+    reconciled, reversed_ = int(reconciled), int(reversed_)
     envelopes = [row[0] for row in conn.execute(
         "SELECT DISTINCT disbursement_envelope_id FROM recon_match UNION "
         "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
