@@ -242,3 +242,29 @@ def test_a_disbursement_is_never_deleted(db):
             with db.transaction():
                 db.execute(statement)
     assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone() == (1,)
+
+
+def test_a_disbursement_names_an_envelope_that_exists_and_envelopes_stay(db):
+    """Migration 0012 replaced the per-row foreign key disbursement -> envelope by a per-statement check: the same
+    error (23503) for a missing envelope, and envelopes can be neither deleted nor renamed."""
+    ready_envelope(db)
+    disbursement(db, "D1", amount="100.00")
+    intake(db)
+    insert = ("INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, beneficiary_id, "
+              "beneficiary_name, disbursement_amount, narrative, bank_reference) "
+              "VALUES ('D9', %s, 'B', 'N', 1, 'x', 'GTEST0000000009')")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="NO-SUCH-ENVELOPE"):
+        with db.transaction():
+            db.execute(insert, ("NO-SUCH-ENVELOPE",))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        with db.transaction():
+            db.execute("UPDATE bridge.disbursement SET disbursement_envelope_id = 'NO-SUCH-ENVELOPE'")
+    for statement in ("DELETE FROM bridge.disbursement_envelope",
+                      "UPDATE bridge.disbursement_envelope SET disbursement_envelope_id = 'ENV-RENAMED'",
+                      "TRUNCATE bridge.disbursement_envelope CASCADE"):
+        with pytest.raises(psycopg.errors.RaiseException, match="never deleted"):
+            with db.transaction():
+                db.execute(statement)
+    with db.transaction():
+        db.execute(insert, ("ENV-1",))  # an envelope that exists: accepted
+    assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone() == (2,)
