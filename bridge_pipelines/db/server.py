@@ -37,7 +37,7 @@ def _prepare_runtime_dir(home: Path) -> None:
 # bridge's short statements; WAL compression is pglz in this build, which cost a quarter of the CPU of a bulk update
 # after a checkpoint on a 2-core machine. shared_buffers (128 MB by default) needs a restart: with 1 GB a
 # 1,000,000-disbursement envelope's rows and indexes stay in PostgreSQL's cache between the steps of a cycle
-# (measured: intake 31.6 s -> 17.7 s at 1M).
+# (measured with an intake-only script on a quiet machine: 31.6 s -> 17.7 s for 1M; the whole-cycle bench is noisier).
 EMBEDDED_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "30min", "wal_compression": "off", "jit": "off",
                      "work_mem": "64MB", "maintenance_work_mem": "512MB", "shared_buffers": "1GB"}
 
