@@ -100,3 +100,27 @@ def test_cancelled_envelope_after_block_releases_the_block_and_sends_nothing_mor
     with bank.client() as client:
         account = client.get_account(staged["sponsor_account"])
     assert str(account["blocked"]) in ("0", "0.00", "0.000000")
+
+
+def test_a_refused_batch_still_records_the_answer_for_the_batch_already_at_the_bank(shipped_setup, db) -> None:
+    """Shipping keeps one bank call in flight beside the database work: when the bank refuses batch 1, batch 2 has
+    already been sent. Its answer is recorded before the run fails, batch 3 is never sent, and after the operator's
+    retry every disbursement is paid exactly once."""
+    bank, staged, instance = shipped_setup
+    with bank.client() as client:
+        client.add_fault("/payments/batches", "error", count=1, status=422)
+    report = run_process(instance)
+    assert not report.success
+    batches = db.execute("SELECT batch_sequence, disbursement_payment_status, number_accepted "
+                         "FROM bridge.bank_disbursement_batch_status ORDER BY batch_sequence").fetchall()
+    assert batches == [(1, "ERROR", None), (2, "ACKNOWLEDGED", 20), (3, "PENDING", None)]
+    assert states(db, staged["envelope"]) == {"RESOLVED": 40, "SHIPPED": 20}
+    assert len(ledger_debits(db)) == 20
+    assert envelope_row(db, staged["envelope"])["shipment_status"] == "ERROR"
+
+    assert retry_step(db, staged["envelope"], "shipment")
+    report = run_process(instance)
+    assert report.success, [r.error for r in report.runs]
+    assert states(db, staged["envelope"]) == {"SHIPPED": 60}
+    debits = ledger_debits(db)
+    assert len(debits) == 60 and set(debits.values()) == {1}
