@@ -43,17 +43,25 @@ EMBEDDED_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "30min", "wal_
 
 
 def _tune_embedded(url: str) -> bool:
-    """Apply EMBEDDED_SETTINGS where they differ; returns whether the server must restart for them."""
+    """Apply EMBEDDED_SETTINGS where they differ; returns whether the server should restart now for them."""
     with psycopg.connect(url, autocommit=True) as conn:
-        current = dict(conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
-                                    (list(EMBEDDED_SETTINGS),)).fetchall())
-        changed = [name for name, value in EMBEDDED_SETTINGS.items() if current.get(name) != value]
+        current = {name: (value, context) for name, value, context in conn.execute(
+            "SELECT name, current_setting(name), context FROM pg_settings WHERE name = ANY(%s)",
+            (list(EMBEDDED_SETTINGS),))}
+        changed = [name for name, value in EMBEDDED_SETTINGS.items() if current.get(name, (None,))[0] != value]
         if not changed:
             return False
         for name in changed:
             conn.execute(f"ALTER SYSTEM SET {name} = '{EMBEDDED_SETTINGS[name]}'")
         conn.execute("SELECT pg_reload_conf()")
-        return bool(conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()[0])
+        # 'postmaster' settings take effect only at a start (pg_settings.pending_restart would say so too, but only
+        # once this backend has processed the reload, which pg_reload_conf() does not wait for)
+        pending = any(current[name][1] == "postmaster" for name in changed if name in current)
+        # Never restart under other clients (a running `bridge up` upgraded in place): the setting then waits,
+        # persisted, for the server's next start.
+        others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                              "AND pid <> pg_backend_pid()").fetchone()[0]
+        return bool(pending) and not others
 
 
 def embedded_server_url(home: Path, database: str = "postgres") -> str:
