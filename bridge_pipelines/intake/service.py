@@ -48,8 +48,8 @@ class IntakeStage:
     staging_table: str
     key_column: str
     query_file: str
-    # Either evaluate (creates intake_wave), the statements that apply it, and `record`, which writes each row's
-    # result back to its staged row; or (record None) one statement per wave that does all of that and returns the
+    # Either evaluate (creates intake_wave), the statements that apply it, and `record`, a query of each row's
+    # result that _write_back writes to its staged row; or (record None) one statement per wave that does all of that and returns the
     # tally: (error_code, rows, rows written back) per code.
     steps: tuple[str, ...]
     record: str | None
@@ -244,7 +244,7 @@ def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | No
             for step in stage.steps:
                 conn.execute(statement(stage.query_file, step))
             counts = dict(conn.execute("SELECT error_code, count(*) FROM intake_wave GROUP BY 1").fetchall())
-            written = conn.execute(statement(stage.query_file, stage.record)).rowcount
+            written = _write_back(conn, stage.staging_table, statement(stage.query_file, stage.record))
             conn.execute("DROP TABLE intake_wave")
         if written != sum(counts.values()):
             raise RuntimeError(f"intake of staging.{stage.staging_table} wave {wave}: {sum(counts.values())} rows "
@@ -256,6 +256,19 @@ def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | No
         conn.execute(sql.SQL("DROP TABLE {}").format(later))
     log.info("intake %s: %s rows in %s wave(s)", stage.staging_table, rows, waves)
     return tally
+
+
+def _write_back(conn: psycopg.Connection, staging_table: str, results: str) -> int:
+    """Write a wave's results (a query of staging_ctid, error_code, error_detail) back to their staged rows, found by
+    their address in this run's snapshot and only ever while still pending. Returns the rows written."""
+    return conn.execute(
+        sql.SQL(
+            "UPDATE staging.{table} s SET "
+            "intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END, "
+            "intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now() "
+            "FROM ({results}) r WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING'"
+        ).format(table=sql.Identifier(staging_table), results=sql.SQL(results.rstrip().rstrip(";") + "\n"))
+    ).rowcount
 
 
 def rejected_examples(conn: psycopg.Connection, limit: int = 20) -> list[dict]:

@@ -79,23 +79,18 @@ ON CONFLICT (benefit_program_mnemonic) DO UPDATE SET
     updated_at = now();
 
 -- name: record
--- Each row's result, written straight back to its staged row (found by its address in this run's snapshot;
--- only ever a pending row).
-UPDATE staging.benefit_program s SET
-    intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END,
-    intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now()
-FROM (SELECT staging_ctid, error_code,
-             CASE error_code
-                 WHEN 'INVALID_PROGRAM_MNEMONIC' THEN 'benefit_program_mnemonic must be present and at most 64 characters'
-                 WHEN 'INVALID_PROGRAM_NAME' THEN 'benefit_program_name must be present'
-                 WHEN 'INVALID_SPONSOR_BANK_CODE' THEN 'sponsor_bank_code must be present'
-                 WHEN 'INVALID_SPONSOR_BANK_ACCOUNT_NUMBER' THEN 'sponsor_bank_account_number must be present and at most 34 characters'
-                 WHEN 'INVALID_SPONSOR_BANK_ACCOUNT_CURRENCY' THEN format('sponsor_bank_account_currency %s is not an ISO 4217 currency code', coalesce(sponsor_bank_account_currency, 'NULL'))
-                 WHEN 'INVALID_DISBURSEMENT_CURRENCY_CODE' THEN format('disbursement_currency_code %s is not an ISO 4217 currency code', coalesce(disbursement_currency_code, 'NULL'))
-                 WHEN 'PROGRAM_IN_USE' THEN format('program %s already has envelopes: its sponsor bank, account, currencies and ID mapper setting cannot change (create a new program)', benefit_program_mnemonic)
-                 ELSE CASE WHEN is_noop THEN 'identical to the current configuration: nothing changed'
-                           WHEN exists_already THEN 'program configuration updated'
-                           ELSE 'program configuration created' END
-             END AS error_detail
-      FROM intake_wave) r
-WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING';
+-- Each row's result (staging_ctid, error_code, error_detail); service.py writes it back to the staged row.
+SELECT staging_ctid, error_code,
+       CASE error_code
+           WHEN 'INVALID_PROGRAM_MNEMONIC' THEN 'benefit_program_mnemonic must be present and at most 64 characters'
+           WHEN 'INVALID_PROGRAM_NAME' THEN 'benefit_program_name must be present'
+           WHEN 'INVALID_SPONSOR_BANK_CODE' THEN 'sponsor_bank_code must be present'
+           WHEN 'INVALID_SPONSOR_BANK_ACCOUNT_NUMBER' THEN 'sponsor_bank_account_number must be present and at most 34 characters'
+           WHEN 'INVALID_SPONSOR_BANK_ACCOUNT_CURRENCY' THEN format('sponsor_bank_account_currency %s is not an ISO 4217 currency code', coalesce(sponsor_bank_account_currency, 'NULL'))
+           WHEN 'INVALID_DISBURSEMENT_CURRENCY_CODE' THEN format('disbursement_currency_code %s is not an ISO 4217 currency code', coalesce(disbursement_currency_code, 'NULL'))
+           WHEN 'PROGRAM_IN_USE' THEN format('program %s already has envelopes: its sponsor bank, account, currencies and ID mapper setting cannot change (create a new program)', benefit_program_mnemonic)
+           ELSE CASE WHEN is_noop THEN 'identical to the current configuration: nothing changed'
+                     WHEN exists_already THEN 'program configuration updated'
+                     ELSE 'program configuration created' END
+       END AS error_detail
+FROM intake_wave;

@@ -51,20 +51,15 @@ INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id
 SELECT disbursement_id, disbursement_envelope_id, from_status, 'CANCELLED', 'ENVELOPE_CANCELLED' FROM cancelled;
 
 -- name: record_envelope
--- Each row's result, written straight back to its staged row (found by its address in this run's snapshot;
--- only ever a pending row).
-UPDATE staging.envelope_cancellation s SET
-    intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END,
-    intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now()
-FROM (SELECT staging_ctid, error_code,
-             CASE error_code
-                 WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
-                 WHEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND' THEN format('envelope %s has not been accepted', disbursement_envelope_id)
-                 WHEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED' THEN format('envelope %s is already cancelled', disbursement_envelope_id)
-                 ELSE 'envelope cancelled'
-             END AS error_detail
-      FROM intake_wave) r
-WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING';
+-- Each row's result (staging_ctid, error_code, error_detail); service.py writes it back to the staged row.
+SELECT staging_ctid, error_code,
+       CASE error_code
+           WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
+           WHEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND' THEN format('envelope %s has not been accepted', disbursement_envelope_id)
+           WHEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED' THEN format('envelope %s is already cancelled', disbursement_envelope_id)
+           ELSE 'envelope cancelled'
+       END AS error_detail
+FROM intake_wave;
 
 -- name: evaluate_disbursement
 CREATE TEMP TABLE intake_wave ON COMMIT DROP AS
@@ -104,17 +99,12 @@ FROM (SELECT disbursement_envelope_id, count(*) AS n, sum(disbursement_amount) A
 WHERE bs.disbursement_envelope_id = g.disbursement_envelope_id;
 
 -- name: record_disbursement
--- Each row's result, written straight back to its staged row (found by its address in this run's snapshot;
--- only ever a pending row).
-UPDATE staging.disbursement_cancellation s SET
-    intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END,
-    intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now()
-FROM (SELECT staging_ctid, error_code,
-             CASE error_code
-                 WHEN 'INVALID_DISBURSEMENT_ID' THEN format('disbursement %s has not been accepted', coalesce(disbursement_id, 'NULL'))
-                 WHEN 'DISBURSEMENT_ALREADY_CANCELED' THEN format('disbursement %s is already cancelled', disbursement_id)
-                 WHEN 'DISBURSEMENT_ENVELOPE_SCHEDULE_DATE_REACHED' THEN format('envelope %s is already being disbursed: its disbursements can no longer be cancelled', disbursement_envelope_id)
-                 ELSE format('disbursement cancelled; its count and amount (%s) are given back to envelope %s', disbursement_amount, disbursement_envelope_id)
-             END AS error_detail
-      FROM intake_wave) r
-WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING';
+-- Each row's result (staging_ctid, error_code, error_detail); service.py writes it back to the staged row.
+SELECT staging_ctid, error_code,
+       CASE error_code
+           WHEN 'INVALID_DISBURSEMENT_ID' THEN format('disbursement %s has not been accepted', coalesce(disbursement_id, 'NULL'))
+           WHEN 'DISBURSEMENT_ALREADY_CANCELED' THEN format('disbursement %s is already cancelled', disbursement_id)
+           WHEN 'DISBURSEMENT_ENVELOPE_SCHEDULE_DATE_REACHED' THEN format('envelope %s is already being disbursed: its disbursements can no longer be cancelled', disbursement_envelope_id)
+           ELSE format('disbursement cancelled; its count and amount (%s) are given back to envelope %s', disbursement_amount, disbursement_envelope_id)
+       END AS error_detail
+FROM intake_wave;

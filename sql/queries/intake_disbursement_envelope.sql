@@ -71,24 +71,19 @@ SELECT c.disbursement_envelope_id,
 FROM created c JOIN bridge.benefit_program_configuration p USING (benefit_program_mnemonic);
 
 -- name: record
--- Each row's result, written straight back to its staged row (found by its address in this run's snapshot;
--- only ever a pending row).
-UPDATE staging.disbursement_envelope s SET
-    intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END,
-    intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now()
-FROM (SELECT staging_ctid, error_code,
-             CASE error_code
-                 WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
-                 WHEN 'INVALID_PROGRAM_MNEMONIC' THEN format('benefit program %s is not configured', coalesce(benefit_program_mnemonic, 'NULL'))
-                 WHEN 'INVALID_DISBURSEMENT_FREQUENCY' THEN format('disbursement_frequency %s is not one of Daily, Weekly, Fortnightly, Monthly, BiMonthly, Quarterly, SemiAnnually, Annually, OnDemand', coalesce(disbursement_frequency, 'NULL'))
-                 WHEN 'INVALID_CYCLE_CODE_MNEMONIC' THEN 'cycle_code_mnemonic must be present'
-                 WHEN 'INVALID_NO_OF_BENEFICIARIES' THEN format('number_of_beneficiaries %s must be at least 1', coalesce(number_of_beneficiaries::text, 'NULL'))
-                 WHEN 'INVALID_NO_OF_DISBURSEMENTS' THEN format('number_of_disbursements %s must be at least number_of_beneficiaries %s', coalesce(number_of_disbursements::text, 'NULL'), number_of_beneficiaries)
-                 WHEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT' THEN format('total_disbursement_amount %s must be greater than 0 with at most %s decimals for %s', coalesce(total_disbursement_amount::text, 'NULL'), minor_units, program_currency)
-                 WHEN 'INVALID_DISBURSEMENT_CURRENCY_CODE' THEN format('disbursement_currency_code %s differs from the program''s currency %s', coalesce(disbursement_currency_code, 'NULL'), program_currency)
-                 WHEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE' THEN format('disbursement_schedule_date %s must be after %s (business date %s + %s SLA days)', coalesce(disbursement_schedule_date::text, 'NULL'), business_date + sla_days, business_date, sla_days)
-                 WHEN 'DUPLICATE_DISBURSEMENT_ENVELOPE_ID' THEN format('envelope %s already exists with different content', disbursement_envelope_id)
-                 ELSE CASE WHEN is_noop THEN 'identical to an accepted envelope: duplicate ignored' ELSE 'envelope accepted' END
-             END AS error_detail
-      FROM intake_wave) r
-WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING';
+-- Each row's result (staging_ctid, error_code, error_detail); service.py writes it back to the staged row.
+SELECT staging_ctid, error_code,
+       CASE error_code
+           WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
+           WHEN 'INVALID_PROGRAM_MNEMONIC' THEN format('benefit program %s is not configured', coalesce(benefit_program_mnemonic, 'NULL'))
+           WHEN 'INVALID_DISBURSEMENT_FREQUENCY' THEN format('disbursement_frequency %s is not one of Daily, Weekly, Fortnightly, Monthly, BiMonthly, Quarterly, SemiAnnually, Annually, OnDemand', coalesce(disbursement_frequency, 'NULL'))
+           WHEN 'INVALID_CYCLE_CODE_MNEMONIC' THEN 'cycle_code_mnemonic must be present'
+           WHEN 'INVALID_NO_OF_BENEFICIARIES' THEN format('number_of_beneficiaries %s must be at least 1', coalesce(number_of_beneficiaries::text, 'NULL'))
+           WHEN 'INVALID_NO_OF_DISBURSEMENTS' THEN format('number_of_disbursements %s must be at least number_of_beneficiaries %s', coalesce(number_of_disbursements::text, 'NULL'), number_of_beneficiaries)
+           WHEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT' THEN format('total_disbursement_amount %s must be greater than 0 with at most %s decimals for %s', coalesce(total_disbursement_amount::text, 'NULL'), minor_units, program_currency)
+           WHEN 'INVALID_DISBURSEMENT_CURRENCY_CODE' THEN format('disbursement_currency_code %s differs from the program''s currency %s', coalesce(disbursement_currency_code, 'NULL'), program_currency)
+           WHEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE' THEN format('disbursement_schedule_date %s must be after %s (business date %s + %s SLA days)', coalesce(disbursement_schedule_date::text, 'NULL'), business_date + sla_days, business_date, sla_days)
+           WHEN 'DUPLICATE_DISBURSEMENT_ENVELOPE_ID' THEN format('envelope %s already exists with different content', disbursement_envelope_id)
+           ELSE CASE WHEN is_noop THEN 'identical to an accepted envelope: duplicate ignored' ELSE 'envelope accepted' END
+       END AS error_detail
+FROM intake_wave;

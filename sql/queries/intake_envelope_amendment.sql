@@ -65,22 +65,17 @@ SELECT disbursement_envelope_id, 'AMENDED',
 FROM amended;
 
 -- name: record
--- Each row's result, written straight back to its staged row (found by its address in this run's snapshot;
--- only ever a pending row).
-UPDATE staging.envelope_amendment s SET
-    intake_status = CASE WHEN r.error_code IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END,
-    intake_error_code = r.error_code, intake_error_detail = r.error_detail, intake_processed_at = now()
-FROM (SELECT staging_ctid, error_code,
-             CASE error_code
-                 WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
-                 WHEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND' THEN format('envelope %s has not been accepted', disbursement_envelope_id)
-                 WHEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED' THEN format('envelope %s is cancelled', disbursement_envelope_id)
-                 WHEN 'DISBURSEMENT_ENVELOPE_DATE_PASSED' THEN format('envelope %s is due (schedule date %s, business date %s) or already being disbursed: it can no longer be amended', disbursement_envelope_id, current_schedule_date, business_date)
-                 WHEN 'INVALID_NO_OF_BENEFICIARIES' THEN format('number_of_beneficiaries %s must be at least 1', new_beneficiaries)
-                 WHEN 'INVALID_NO_OF_DISBURSEMENTS' THEN format('number_of_disbursements %s must be at least number_of_beneficiaries %s and at least the %s disbursements already received', new_disbursements, new_beneficiaries, received_count)
-                 WHEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT' THEN format('total_disbursement_amount %s must be greater than 0, have at most %s decimals for %s, and be at least the %s already received', new_total, minor_units, currency, received_amount)
-                 WHEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE' THEN format('disbursement_schedule_date %s must be after %s (business date %s + %s SLA days)', disbursement_schedule_date, business_date + sla_days, business_date, sla_days)
-                 ELSE 'envelope amended'
-             END AS error_detail
-      FROM intake_wave) r
-WHERE s.ctid = r.staging_ctid AND s.intake_status = 'PENDING';
+-- Each row's result (staging_ctid, error_code, error_detail); service.py writes it back to the staged row.
+SELECT staging_ctid, error_code,
+       CASE error_code
+           WHEN 'INVALID_DISBURSEMENT_ENVELOPE_ID' THEN 'disbursement_envelope_id must be present and at most 64 characters'
+           WHEN 'DISBURSEMENT_ENVELOPE_NOT_FOUND' THEN format('envelope %s has not been accepted', disbursement_envelope_id)
+           WHEN 'DISBURSEMENT_ENVELOPE_ALREADY_CANCELED' THEN format('envelope %s is cancelled', disbursement_envelope_id)
+           WHEN 'DISBURSEMENT_ENVELOPE_DATE_PASSED' THEN format('envelope %s is due (schedule date %s, business date %s) or already being disbursed: it can no longer be amended', disbursement_envelope_id, current_schedule_date, business_date)
+           WHEN 'INVALID_NO_OF_BENEFICIARIES' THEN format('number_of_beneficiaries %s must be at least 1', new_beneficiaries)
+           WHEN 'INVALID_NO_OF_DISBURSEMENTS' THEN format('number_of_disbursements %s must be at least number_of_beneficiaries %s and at least the %s disbursements already received', new_disbursements, new_beneficiaries, received_count)
+           WHEN 'INVALID_TOTAL_DISBURSEMENT_AMOUNT' THEN format('total_disbursement_amount %s must be greater than 0, have at most %s decimals for %s, and be at least the %s already received', new_total, minor_units, currency, received_amount)
+           WHEN 'INVALID_DISBURSEMENT_SCHEDULE_DATE' THEN format('disbursement_schedule_date %s must be after %s (business date %s + %s SLA days)', disbursement_schedule_date, business_date + sla_days, business_date, sla_days)
+           ELSE 'envelope amended'
+       END AS error_detail
+FROM intake_wave;
