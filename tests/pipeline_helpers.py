@@ -33,6 +33,12 @@ def ledger_debits(db: psycopg.Connection) -> dict[str, int]:
                            "WHERE kind = 'DEBIT' GROUP BY 1").fetchall())
 
 
+def assert_each_debited_once(db: psycopg.Connection, disbursements: int, why: str = "") -> None:
+    """The bank's ledger has exactly `disbursements` payment references, each debited exactly once."""
+    debits = ledger_debits(db)
+    assert len(debits) == disbursements and set(debits.values()) == {1}, why or "every disbursement debited exactly once"
+
+
 def envelope_row(db: psycopg.Connection, envelope_id: str) -> dict:
     with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute("SELECT * FROM bridge.envelope_status WHERE disbursement_envelope_id = %s",

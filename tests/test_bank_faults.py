@@ -11,7 +11,7 @@ import pytest
 
 from bridge_pipelines.disbursement.retry_envelope import retry_step
 from tests.bank_fixtures import *  # noqa: F403
-from tests.pipeline_helpers import envelope_row, fund, ledger_debits, run_process, stage, states
+from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, ledger_debits, run_process, stage, states
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -38,8 +38,7 @@ def test_5xx_on_payments_is_retried_and_nobody_is_paid_twice(shipped_setup, db) 
     report = run_process(instance)
     assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 60}
-    debits = ledger_debits(db)
-    assert len(debits) == 60 and set(debits.values()) == {1}
+    assert_each_debited_once(db, 60)
     attempts = db.execute("SELECT max(attempts) FROM bridge.bank_disbursement_batch_status").fetchone()[0]
     assert attempts >= 1
 
@@ -52,8 +51,7 @@ def test_timeout_after_the_bank_accepted_resends_the_same_batch(shipped_setup, d
     report = run_process(instance)
     assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 60}
-    debits = ledger_debits(db)
-    assert len(debits) == 60 and set(debits.values()) == {1}, "the re-sent batch was not debited again"
+    assert_each_debited_once(db, 60, "the re-sent batch was not debited again")
     with bank.client() as client:
         stats = client.stats()
     assert stats, "the bank saw the batch twice and de-duplicated it"
@@ -122,5 +120,4 @@ def test_a_refused_batch_still_records_the_answer_for_the_batch_already_at_the_b
     report = run_process(instance)
     assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 60}
-    debits = ledger_debits(db)
-    assert len(debits) == 60 and set(debits.values()) == {1}
+    assert_each_debited_once(db, 60)

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.bank_fixtures import *  # noqa: F403
-from tests.pipeline_helpers import envelope_row, fund, ledger_debits, stage, states
+from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, stage, states
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -47,8 +47,7 @@ def test_crash_while_shipping_then_process_again(fault: str, bridge_env, db: psy
     again = bridge_process()
     assert again.returncode == 0, again.stdout + again.stderr
     assert states(db, staged["envelope"]) == {"SHIPPED": 100}
-    debits = ledger_debits(db)
-    assert len(debits) == 100 and set(debits.values()) == {1}, "every disbursement debited exactly once"
+    assert_each_debited_once(db, 100, "every disbursement debited exactly once")
     row = envelope_row(db, staged["envelope"])
     assert row["number_of_disbursements_shipped"] == 100 and row["shipment_status"] == "COMPLETED"
     batches = db.execute("SELECT count(*), count(*) FILTER (WHERE disbursement_payment_status = 'ACKNOWLEDGED') "
@@ -115,5 +114,4 @@ def test_two_bridge_process_at_once_do_the_work_once(bridge_env, db: psycopg.Con
     assert first.returncode == 0 and second.returncode == 0, outputs
     ran = sum(out.count("disbursement_job") for out, _err in outputs)
     assert ran == 1, outputs  # one did the work, the other waited and found nothing to do
-    debits = ledger_debits(db)
-    assert len(debits) == 80 and set(debits.values()) == {1}
+    assert_each_debited_once(db, 80)

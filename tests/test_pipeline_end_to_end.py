@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.bank_fixtures import *  # noqa: F403
-from tests.pipeline_helpers import envelope_row, fund, ledger_debits, run_process, stage, states
+from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, ledger_debits, run_process, stage, states
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -45,8 +45,7 @@ def test_full_cycle_without_mapper(bridge_env, db: psycopg.Connection, make_exam
         assert row["shipment_status"] == "COMPLETED"
         assert row["number_of_disbursements_shipped"] == 120
         assert states(db, staged["envelope"]) == {"SHIPPED": 120}
-        debits = ledger_debits(db)
-        assert len(debits) == 120 and set(debits.values()) == {1}
+        assert_each_debited_once(db, 120)
 
         with bank.client() as client:
             client.close_day(DUE)

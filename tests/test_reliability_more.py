@@ -18,7 +18,7 @@ from bridge_pipelines.intake.service import run_intake
 from bridge_pipelines.intake.staging import stage_row
 from tests.bank_fixtures import *  # noqa: F403
 from tests.intake_helpers import BUSINESS_DATE, envelope, program
-from tests.pipeline_helpers import envelope_row, fund, ledger_debits, run_process, stage, states
+from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, run_process, stage, states
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -51,8 +51,7 @@ def test_bank_server_killed_mid_batch(bridge_env, db: psycopg.Connection, make_e
         report = run_process(instance)
         assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 100}
-    debits = ledger_debits(db)
-    assert len(debits) == 100 and set(debits.values()) == {1}
+    assert_each_debited_once(db, 100)
 
 
 TEXT = st.one_of(st.none(), st.text(max_size=300), st.sampled_from([
