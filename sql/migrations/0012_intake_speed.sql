@@ -51,15 +51,16 @@ CREATE TRIGGER disbursement_envelope_exists_on_insert AFTER INSERT ON bridge.dis
 CREATE TRIGGER disbursement_envelope_exists_on_update AFTER UPDATE OF disbursement_envelope_id ON bridge.disbursement
     FOR EACH STATEMENT EXECUTE FUNCTION bridge.disbursement_envelope_exists();
 
-CREATE FUNCTION bridge.refuse_envelope_removal() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A statement-level guard for tables whose rows must stay: refuses the statement, saying why (the trigger's argument).
+CREATE FUNCTION bridge.refuse_statement() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'an envelope is never deleted and its id never changes (it is cancelled instead): % on % refused',
-        TG_OP, TG_TABLE_NAME;
+    RAISE EXCEPTION '%: % on %.% refused', TG_ARGV[0], TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME;
 END $$;
 
 CREATE TRIGGER disbursement_envelope_kept
     BEFORE DELETE OR TRUNCATE OR UPDATE OF disbursement_envelope_id ON bridge.disbursement_envelope
-    FOR EACH STATEMENT EXECUTE FUNCTION bridge.refuse_envelope_removal();
+    FOR EACH STATEMENT EXECUTE FUNCTION
+    bridge.refuse_statement('an envelope is never deleted and its id never changes (it is cancelled instead)');
 
 ALTER TABLE bridge.disbursement DROP CONSTRAINT disbursement_disbursement_envelope_id_fkey;
 

@@ -6,15 +6,11 @@
 -- The guarantee the two foreign keys gave, "a result row names a disbursement that exists", holds without them:
 -- - both tables are only written from a join to bridge.disbursement in the same transaction (reconciliation:
 --   the statement's references matched against loaded disbursements; resolution: the envelope's RECEIVED rows);
--- - a disbursement is never deleted: the trigger below refuses DELETE and TRUNCATE on bridge.disbursement.
-
-CREATE FUNCTION bridge.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'rows of % are never deleted', TG_TABLE_NAME;
-END $$;
+-- - a disbursement is never deleted: the trigger below (bridge.refuse_statement, from 0012) refuses DELETE and
+--   TRUNCATE on bridge.disbursement.
 
 CREATE TRIGGER disbursement_never_deleted BEFORE DELETE OR TRUNCATE ON bridge.disbursement
-    FOR EACH STATEMENT EXECUTE FUNCTION bridge.refuse_delete();
+    FOR EACH STATEMENT EXECUTE FUNCTION bridge.refuse_statement('a disbursement is never deleted');
 
 ALTER TABLE bridge.disbursement_recon DROP CONSTRAINT disbursement_recon_disbursement_id_fkey;
 ALTER TABLE bridge.mapper_resolution_details DROP CONSTRAINT mapper_resolution_details_disbursement_id_fkey;
