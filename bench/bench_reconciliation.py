@@ -323,8 +323,8 @@ def run(lines: int, page_size: int, keep: bool, quiet: bool) -> dict[str, Any]:
             timings["record"] = time.perf_counter() - started
 
             # load and match alone (rolled back), to separate Polars from the database
-            lines_frame = writeback.statement_lines_frame(statement_id, parsed).with_columns(
-                pl.col("amount").cast(writeback.AMOUNT_DTYPE))
+            lines_frame = writeback.extract_references(writeback.statement_lines_frame(statement_id, parsed).with_columns(
+                pl.col("amount").cast(writeback.AMOUNT_DTYPE)))
             with contextlib.suppress(_Rollback), conn.transaction():
                 started = time.perf_counter()
                 disbursements, existing = writeback._load_candidates(conn, lines_frame)

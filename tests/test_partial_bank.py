@@ -15,7 +15,8 @@ from bridge_pipelines.bank.example_bank_client import ExampleBankClient
 from bridge_pipelines.bank.protocol import (BatchAcknowledgement, FundsBlockResult, register_connector,
                                             unregister_connector)
 from tests.bank_fixtures import *  # noqa: F403
-from tests.pipeline_helpers import envelope_row, fund, ledger_debits, run_process, stage, states
+from tests.pipeline_helpers import (assert_each_debited_once, envelope_row, fund, ledger_debits, run_process, stage,
+                                    states)
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -25,8 +26,13 @@ class PickyBank(ExampleBankClient):
     """Refuses every third payment of a batch (INVALID_ACCOUNT) without sending it; forwards the rest."""
 
     refuse_block = False
+    forgetful: bool | None = None  # True: forwards the whole batch, omits the last answer; False: forwards as is
 
     def submit_payment_batch_frame(self, batch_id, account_number, currency, block_reference, payments):
+        if PickyBank.forgetful is not None:
+            ack = super().submit_payment_batch_frame(batch_id, account_number, currency, block_reference, payments)
+            results = ack.results.head(-1) if PickyBank.forgetful else ack.results
+            return BatchAcknowledgement(batch_id, results, ack.received_at, ack.replayed)
         refused = payments.with_row_index().filter(pl.col("index") % 3 == 2)["payment_reference"].to_list()
         sent = payments.filter(~pl.col("payment_reference").is_in(refused))
         ack = super().submit_payment_batch_frame(batch_id, account_number, currency, block_reference, sent)
@@ -46,7 +52,7 @@ def picky_bank(bridge_env, make_example_bank, monkeypatch):
     monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
     bank = make_example_bank(bank_failure_rate=0.0)
     register_connector("PICKY", lambda settings: PickyBank(bank.url, bank.token))
-    PickyBank.refuse_block = False
+    PickyBank.refuse_block, PickyBank.forgetful = False, None
     yield bank
     unregister_connector("PICKY")
 
@@ -96,3 +102,29 @@ def test_block_refused_after_a_good_check_is_visible_and_ships_nothing(picky_ban
     assert row["funds_available_with_bank"] == "FUNDS_AVAILABLE"
     assert row["funds_blocked_with_bank"] == "FUNDS_BLOCK_FAILURE"
     assert ledger_debits(db) == {}
+
+
+def test_an_acknowledgement_lacking_a_payment_records_nothing_and_the_batch_is_sent_again(
+        picky_bank, db: psycopg.Connection, monkeypatch) -> None:
+    """The bank paid the whole batch but its answer names one payment less: nothing of the answer is recorded (the
+    batch stays PENDING, its members RESOLVED), and sending it again gets the bank's complete stored answer, with
+    nobody paid twice."""
+    PickyBank.forgetful = True
+    staged = stage(db.info.dsn, 12, DUE)
+    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
+    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_process(instance).success
+        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+        report = run_process(instance)
+        assert not report.success and "lacks 1 payment(s)" in (report.runs[0].error or "")
+        assert states(db, staged["envelope"]) == {"RESOLVED": 12}
+        assert db.execute("SELECT disbursement_payment_status, number_accepted FROM "
+                          "bridge.bank_disbursement_batch_status").fetchall() == [("PENDING", None)]
+        assert_each_debited_once(db, 12, "the bank booked the whole batch")
+
+        PickyBank.forgetful = False
+        report = run_process(instance)
+        assert report.success, [r.error for r in report.runs]
+    assert states(db, staged["envelope"]) == {"SHIPPED": 12}
+    assert_each_debited_once(db, 12, "sent again, paid once")

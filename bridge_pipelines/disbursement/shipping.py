@@ -199,20 +199,23 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
         conn.execute("CREATE TEMP TABLE payment_ack (payment_reference text PRIMARY KEY, status text, "
                      "reason_code text) ON COMMIT DROP")
         copy_frame(conn, ack.results.select("payment_reference", "status", "reason_code"), "payment_ack")
+        # statistics: without them the planner guesses the temp tables' sizes and, for a 10,000-payment batch, chose
+        # plans that scanned the whole envelope (6-10 s per batch at 1,000,000 disbursements instead of ~0.1 s)
+        conn.execute("ANALYZE payment_ack")
+        # Each member still waiting for an answer, with the bank's answer for its reference (null: none). The UPDATE
+        # below joins only this table to bridge.disbursement by primary key: a plan that cannot go quadratic, whatever
+        # the statistics say (joining the answers there too once made a nested loop over both temp tables: 8.7 s for
+        # a 10,000-payment batch once most of the envelope had left RESOLVED).
         conn.execute("""CREATE TEMP TABLE batch_member ON COMMIT DROP AS
-                        SELECT d.disbursement_id, d.bank_reference, d.disbursement_amount
+                        SELECT d.disbursement_id, a.status, a.reason_code
                         FROM bridge.bank_disbursement_batch_status b
                         CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
                         JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
+                        LEFT JOIN payment_ack a ON a.payment_reference = d.bank_reference
                         WHERE b.bank_disbursement_batch_id = %s AND d.disbursement_status = 'RESOLVED'""",
                      (batch_id,))
-        # statistics: without them the planner guesses the temp tables' sizes and, for a 10,000-payment batch, chose
-        # plans that scanned the whole envelope (6-10 s per batch at 1,000,000 disbursements instead of ~0.1 s)
-        conn.execute("ANALYZE payment_ack, batch_member")
-        missing = conn.execute(
-            """SELECT count(*) FROM batch_member m
-               WHERE NOT EXISTS (SELECT 1 FROM payment_ack a WHERE a.payment_reference = m.bank_reference)""",
-        ).fetchone()[0]
+        conn.execute("ANALYZE batch_member")
+        missing = conn.execute("SELECT count(*) FROM batch_member WHERE status IS NULL").fetchone()[0]
         if missing:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
                                      "the batch stays PENDING and will be sent again")
@@ -224,8 +227,8 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                        status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
                        shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
                        shipment_batch_id = %(batch_id)s
-                   FROM batch_member m JOIN payment_ack a ON a.payment_reference = m.bank_reference
-                   WHERE d.disbursement_id = m.disbursement_id AND d.disbursement_status = 'RESOLVED'
+                   FROM batch_member a
+                   WHERE d.disbursement_id = a.disbursement_id AND d.disbursement_status = 'RESOLVED'
                    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
                              d.status_reason_code, d.disbursement_amount
                ),

@@ -83,7 +83,9 @@ def classify_lines(lines: pl.DataFrame) -> pl.DataFrame:
 def reconcile(lines: pl.DataFrame, disbursements: pl.DataFrame, existing: pl.DataFrame) -> ReconciliationResult:
     """`lines`: statement lines (LINE_SCHEMA + statement_id); `disbursements`: DISBURSEMENT_SCHEMA rows for every
     reference and batch named on the lines; `existing`: EXISTING_RECON_SCHEMA for those disbursements."""
-    lines = classify_lines(extract_references(lines))
+    if "our_reference" not in lines.columns:  # the caller may have extracted them already (to load candidates)
+        lines = extract_references(lines)
+    lines = classify_lines(lines)
     key = list(LINE_KEY)
     ours = lines.filter(pl.col("kind").is_not_null())
     unrelated = lines.filter(pl.col("kind").is_null())

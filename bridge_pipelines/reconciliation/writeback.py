@@ -13,7 +13,7 @@ import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
 from bridge_pipelines.faults import fault_point
-from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REVERSAL,
+from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
                                                    ReconciliationResult, extract_references, reconcile)
 from bridge_pipelines.statements.model import AMOUNT_DTYPE, ParsedStatementFile
 
@@ -44,8 +44,8 @@ def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile) -> pl.
     return parsed.lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
 
 
-def _load_candidates(conn: psycopg.Connection, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    refs = extract_references(lines)
+def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`refs`: the statement lines with their references extracted (`extract_references`)."""
     references = refs.select(pl.col("our_reference").alias("ref")).drop_nulls().unique()
     batches = refs.select(pl.col("our_batch").alias("ref")).drop_nulls().unique()
     conn.execute("CREATE TEMP TABLE recon_ref (ref text) ON COMMIT DROP")
@@ -99,34 +99,46 @@ MATCH_COLUMNS = ("disbursement_id", "disbursement_envelope_id", "shipment_batch_
                  "reference", "reason")
 
 
+RECON_REMITTANCE_COLUMNS = {  # bridge.disbursement_recon column: match column
+    "disbursement_id": "disbursement_id", "bank_disbursement_batch_id": "shipment_batch_id",
+    "disbursement_envelope_id": "disbursement_envelope_id", "remittance_reference_number": "reference",
+    "remittance_statement_id": "statement_id", "remittance_statement_number": "statement_number",
+    "remittance_statement_sequence": "statement_sequence", "remittance_page": "page",
+    "remittance_entry_sequence": "entry_sequence", "remittance_entry_date": "entry_date",
+    "remittance_value_date": "value_date",
+}
+
+
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
            optimistic: bool) -> tuple[int, int, list[str]]:
-    """`optimistic`: a disbursement without a reconciliation row when the candidates were loaded gets one by a plain
-    INSERT (about a third cheaper than INSERT ... ON CONFLICT); if a concurrent reconciliation of another statement
-    inserted it meanwhile, the INSERT fails with a unique violation and the caller runs everything again with
-    `optimistic=False` (ON CONFLICT for every row)."""
+    """`optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
+    (nearly every line of a first statement) are COPYed straight into bridge.disbursement_recon. If a concurrent
+    reconciliation of another statement recorded one of them meanwhile, the COPY fails with a unique violation and
+    the caller runs everything again with `optimistic=False` (INSERT ... ON CONFLICT for every row)."""
     matches = result.matches.with_columns(
         (pl.col("disbursement_id").is_in(existing["disbursement_id"].implode()) | (not optimistic)).alias("known"),
         # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
         pl.coalesce(pl.col("our_reference"), pl.col("our_batch"), pl.col("customer_reference")).alias("reference"),
         pl.when(pl.col("match_kind") == REVERSAL)
         .then(pl.coalesce(pl.col("return_reason"), pl.col("information"))).otherwise(None).alias("reason"))
+    fresh = (pl.col("match_kind") == REMITTANCE) & ~pl.col("known")
+    copy_frame(conn, matches.filter(fresh).select(**{column: pl.col(source)
+                                                     for column, source in RECON_REMITTANCE_COLUMNS.items()}),
+               "bridge.disbursement_recon")
     conn.execute("""CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
         shipment_batch_id text, match_kind text, statement_id text, statement_number text, statement_sequence text,
-        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text,
-        known boolean) ON COMMIT DROP""")
-    copy_frame(conn, matches.select(*MATCH_COLUMNS, "known"), "recon_match")
+        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text)
+        ON COMMIT DROP""")
+    copy_frame(conn, matches.filter(~fresh).select(*MATCH_COLUMNS), "recon_match")
     conn.execute("ANALYZE recon_match")  # statistics for the joins below (see _load_candidates)
-    remittance = """
+    conn.execute("""
         INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
             disbursement_envelope_id, remittance_reference_number, remittance_statement_id,
             remittance_statement_number, remittance_statement_sequence, remittance_page, remittance_entry_sequence,
             remittance_entry_date, remittance_value_date)
         SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, reference, statement_id,
                statement_number, statement_sequence, page, entry_sequence, entry_date, value_date
-        FROM recon_match WHERE match_kind = 'REMITTANCE' AND known = %s"""
-    conn.execute(remittance, (False,))
-    conn.execute(remittance + """
+        FROM recon_match WHERE match_kind = 'REMITTANCE'
         ON CONFLICT (disbursement_id) DO UPDATE SET
             remittance_reference_number = excluded.remittance_reference_number,
             remittance_statement_id = excluded.remittance_statement_id,
@@ -136,7 +148,7 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             remittance_entry_sequence = excluded.remittance_entry_sequence,
             remittance_entry_date = excluded.remittance_entry_date,
             remittance_value_date = excluded.remittance_value_date, updated_at = now()
-        WHERE r.remittance_statement_id IS NULL""", (True,))
+        WHERE r.remittance_statement_id IS NULL""")
     conn.execute("""
         INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
             disbursement_envelope_id, reversal_found, reversal_statement_id, reversal_statement_number,
@@ -153,17 +165,26 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
             reversal_reason = excluded.reversal_reason, updated_at = now()
         WHERE NOT r.reversal_found""")
-    # SHIPPED -> RECONCILED for every disbursement the statement names whose reconciliation has no reversal: one
-    # event per statement and envelope. A reconciliation with a reversal -> REVERSED (from SHIPPED or RECONCILED),
-    # one event per disbursement with the state it came from. (Two statements rather than one UPDATE with
-    # RETURNING old.*, which needs PostgreSQL 18; the bridge supports 14 and later.)
+    # SHIPPED -> RECONCILED for every disbursement the statement names that has no reversal (on this statement or
+    # recorded before): one event per statement and envelope. The set is known from the match, so the UPDATE joins
+    # only a list of ids. A reversal recorded meanwhile by a concurrent statement cannot be overwritten: its
+    # transaction also moved the disbursement to REVERSED, and only SHIPPED becomes RECONCILED.
+    # A reconciliation with a reversal -> REVERSED (from SHIPPED or RECONCILED), decided from the recorded
+    # reconciliations, one event per disbursement with the state it came from. (Two statements rather than one
+    # UPDATE with RETURNING old.*, which needs PostgreSQL 18; the bridge supports 14 and later.)
+    reversed_ids = pl.concat([
+        matches.filter(pl.col("match_kind") == REVERSAL).select("disbursement_id"),
+        matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")])
+    conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text) ON COMMIT DROP")
+    copy_frame(conn, matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti"),
+               "recon_reconciled")
+    conn.execute("ANALYZE recon_reconciled")
     detail = f"statement {statement_id}"
     reconciled = conn.execute("""
         WITH changed AS (
             UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
                    status_reason_code = NULL
-            FROM (SELECT r.disbursement_id FROM bridge.disbursement_recon r
-                  WHERE r.disbursement_id IN (SELECT disbursement_id FROM recon_match) AND NOT r.reversal_found) t
+            FROM recon_reconciled t
             WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = 'SHIPPED'
             RETURNING d.disbursement_envelope_id
         ),
@@ -198,11 +219,11 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
         )
         SELECT count(*) FROM changed""", dict(detail=detail)).fetchone()[0]
     reconciled, reversed_ = int(reconciled), int(reversed_)
-    envelopes = [row[0] for row in conn.execute(
-        "SELECT DISTINCT disbursement_envelope_id FROM recon_match UNION "
+    envelopes = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
+    envelopes |= {row[0] for row in conn.execute(
         "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
-        "AND disbursement_envelope_id IS NOT NULL", (statement_id,))]
-    return reconciled, reversed_, envelopes
+        "AND disbursement_envelope_id IS NOT NULL", (statement_id,))}
+    return reconciled, reversed_, sorted(envelopes)
 
 
 ERROR_COLUMNS = ("statement_id", "statement_number", "statement_sequence", "page", "entry_sequence", "entry_date",
@@ -282,6 +303,7 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, lines: pl.DataF
                     error_sample: int, started: float, optimistic: bool) -> ReconciliationSummary:
     with conn.transaction():
         conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
+        lines = extract_references(lines)
         disbursements, existing = _load_candidates(conn, lines)
         result = reconcile(lines, disbursements, existing)
         reconciled, reversed_, envelopes = _write(conn, statement_id, result, existing, optimistic)
