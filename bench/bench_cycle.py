@@ -22,7 +22,8 @@ What runs (the same code paths as `bridge up` + `bridge process`, in this proces
   check        every disbursement RECONCILED or REVERSED, envelope counters equal a recount, the bank's ledger has
                exactly one debit per reference, every run and asset check succeeded.
 
-Per stage: wall seconds, rows/s, peak RSS of this process (bridge + in-process bank) and of PostgreSQL (sum of the
+Per stage: wall seconds, rows/s, peak RSS of this process (the bridge; with --bank-in-process also the bank; the
+bank's own process is reported beside it) and of PostgreSQL (sum of the
 RSS, and of the PSS, of the server's processes), and the database size (pg_database_size) after the stage.
 
 Core time vs orchestration: the asset bodies call the bridge's core functions through names imported into the
@@ -48,12 +49,15 @@ import os
 import platform
 import pstats
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -61,6 +65,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
@@ -78,6 +83,51 @@ log = logging.getLogger("bench")
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# the example bank in its own process (as `bridge up` runs it)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class BankProcess:
+    """`bridge bank` (the example bank and mapper) as a child process with the environment exported for the
+    bridge: its Python work (parsing batches, booking, rendering statements) runs beside the bridge's, not under
+    the same interpreter lock, and its memory is measured apart."""
+
+    process: subprocess.Popen
+    url: str
+
+    @classmethod
+    def start(cls, home: Path) -> BankProcess:
+        bank_port, mapper_port = _free_port(), _free_port()
+        env = dict(os.environ, BRIDGE_BANK_PORT=str(bank_port), BRIDGE_MAPPER_PORT=str(mapper_port))
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        log = open(home / "logs" / "example-bank.log", "ab")  # noqa: SIM115 - open while the bank runs
+        process = subprocess.Popen([sys.executable, "-m", "bridge_pipelines.cli", "bank"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{bank_port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1.0).status_code < 500:
+                    return cls(process, url)
+            time.sleep(0.3)
+        process.kill()
+        raise SystemExit(f"bench: the example bank did not start (see {home / 'logs' / 'example-bank.log'})")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # memory sampling
 
 
@@ -89,7 +139,10 @@ class Sampler:
         self.interval = interval
         self.me = psutil.Process()
         self.stage: str | None = None
-        self.peaks: dict[str, dict[str, float]] = defaultdict(lambda: {"bench_rss": 0.0, "pg_rss": 0.0, "pg_pss": 0.0})
+        self.peaks: dict[str, dict[str, float]] = defaultdict(
+            lambda: {"bench_rss": 0.0, "pg_rss": 0.0, "pg_pss": 0.0, "bank_rss": 0.0})
+        self.bank: psutil.Process | None = None  # the example bank's own process (unless --bank-in-process)
+        self._bank_cpu_start = 0.0
         self._stop = threading.Event()
         self._postmaster: psutil.Process | None = None
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
@@ -156,11 +209,19 @@ class Sampler:
             self._stage_started = time.time()
             times = self.me.cpu_times()
             self._my_cpu_start = times.user + times.system
+            self._bank_cpu_start = self._bank_cpu()
         self.sample(force_pss=True)
+
+    def _bank_cpu(self) -> float:
+        try:
+            times = self.bank.cpu_times() if self.bank else None
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system if times else 0.0
 
     def end(self) -> dict[str, float]:
         """Peaks of the stage that ends, and its CPU seconds: this process (all threads: the bridge and the
-        in-process bank) and PostgreSQL (every server process seen during the stage; a backend that lived less
+        in-process bank with --bank-in-process), the bank's own process otherwise, and PostgreSQL (every server process seen during the stage; a backend that lived less
         than one sampling interval is missed)."""
         self.sample(force_pss=True)
         with self._lock:
@@ -169,6 +230,7 @@ class Sampler:
             times = self.me.cpu_times()
             peak = dict(self.peaks[stage])
             peak["bench_cpu"] = times.user + times.system - self._my_cpu_start
+            peak["bank_cpu"] = self._bank_cpu() - self._bank_cpu_start
             peak["pg_cpu"] = sum(last - base for base, last in self._pg_cpu.pop(stage, {}).values())
         return peak
 
@@ -181,11 +243,16 @@ class Sampler:
             except psutil.Error:
                 mine = 0.0
             pg_rss, pg_pss, pg_cpu = self.postgres_memory(with_pss)
+            try:
+                bank = float(self.bank.memory_info().rss) if self.bank else 0.0
+            except psutil.Error:
+                bank = 0.0
             stage = self.stage
             if stage is None:
                 return
             peak = self.peaks[stage]
             peak["bench_rss"] = max(peak["bench_rss"], mine)
+            peak["bank_rss"] = max(peak["bank_rss"], bank)
             peak["pg_rss"] = max(peak["pg_rss"], pg_rss)
             if with_pss:
                 peak["pg_pss"] = max(peak["pg_pss"], pg_pss)
@@ -471,6 +538,8 @@ class Bench:
                 "peak_rss_postgres_mb": round(peak["pg_rss"] / 2**20, 1),
                 "peak_pss_postgres_mb": round(peak["pg_pss"] / 2**20, 1),
                 "cpu_seconds_bench": round(peak["bench_cpu"], 2),
+                "peak_rss_bank_process_mb": round(peak["bank_rss"] / 2**20, 1),
+                "cpu_seconds_bank_process": round(peak["bank_cpu"], 2),
                 "cpu_seconds_postgres": round(peak["pg_cpu"], 2),
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                 "database_size_mb": round(database_size(self.env.database_url) / 2**20, 1),
@@ -553,7 +622,11 @@ class Bench:
         export_environment(self.env, business_date, self.args.ephemeral_dagster)
         settings = load_settings()
         self.core.install()
-        bank = start_server(create_bank_app(self.env.database_url, settings), name="example bank")
+        if self.args.bank_in_process:
+            bank = start_server(create_bank_app(self.env.database_url, settings), name="example bank")
+        else:
+            bank = BankProcess.start(self.env.home)
+            self.sampler.bank = psutil.Process(bank.process.pid)
         os.environ["BRIDGE_BANK_URL"] = bank.url
         os.environ["BRIDGE_BANK_TOKEN"] = settings.bank_token
         self.sampler.start()
@@ -578,14 +651,8 @@ class Bench:
                 self._assert_intake(envelope, reintake=False)
 
                 # 3. re-intake of the identical rows
-                restage_started = time.perf_counter()
-                stage_demo(self.env.database_url, settings, disbursements=self.size, program=PROGRAM,
-                           envelope_id=envelope, schedule_date=schedule_date)
-                restage_seconds = time.perf_counter() - restage_started
-                with self.stage("reintake", self.size, "disbursements") as record:
-                    record["restage_copy_seconds"] = round(restage_seconds, 3)
-                    self.run_process(instance, record, {"intake_job"})
-                record.update(self._assert_intake(envelope, reintake=True))
+                if not self.args.no_reintake:
+                    self.reintake(instance, settings, envelope, schedule_date)
 
                 # 4. ship on the schedule date
                 os.environ["BRIDGE_BUSINESS_DATE"] = schedule_date.isoformat()
@@ -617,6 +684,18 @@ class Bench:
             self.sampler.stop()
             bank.stop()
         return self.summary(correctness, staged)
+
+    def reintake(self, instance: Any, settings: Any, envelope: str, schedule_date: date) -> None:
+        from bridge_pipelines.demo import stage_demo
+
+        restage_started = time.perf_counter()
+        stage_demo(self.env.database_url, settings, disbursements=self.size, program=PROGRAM,
+                   envelope_id=envelope, schedule_date=schedule_date)
+        restage_seconds = time.perf_counter() - restage_started
+        with self.stage("reintake", self.size, "disbursements") as record:
+            record["restage_copy_seconds"] = round(restage_seconds, 3)
+            self.run_process(instance, record, {"intake_job"})
+        record.update(self._assert_intake(envelope, reintake=True))
 
     def _assert_intake(self, envelope: str, reintake: bool) -> dict[str, Any]:
         with psycopg.connect(self.env.database_url, autocommit=True) as conn:
@@ -759,7 +838,7 @@ class Bench:
             "postgres_tuning": PG_TUNING if self.args.pg_tune else "defaults",
             "settings": {"payment_batch_size": BATCH_SIZE, "statement_page_size": PAGE_SIZE,
                          "bank_failure_rate": FAILURE_RATE, "envelope": staged["envelope"], "total": staged["total"]},
-            "stages": [stages[name] for name in STAGES],
+            "stages": [stages[name] for name in STAGES if name in stages],
             "end_to_end": end_to_end,
             "targets": TARGETS,
             "openg2p_rates": OPENG2P,
@@ -806,7 +885,12 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{'end to end':<10} {e['seconds']:>9.2f} {e['disbursements_per_second'] or 0:>12,.0f}  "
           f"(intake + ship + statement + reconcile; CPU: {e['cpu_seconds_bench']:.1f} s Python, "
           f"{e['cpu_seconds_postgres']:.1f} s PostgreSQL)")
-    print("(CPU py: CPU seconds of this process, bridge + in-process bank; CPU pg: of the PostgreSQL server; load: "
+    if any(s.get("peak_rss_bank_process_mb") for s in result["stages"]):
+        print("example bank process: " + ", ".join(
+            f"{s['name']} {s['peak_rss_bank_process_mb']:.0f}MB {s['cpu_seconds_bank_process']:.1f} CPU s"
+            for s in result["stages"] if "peak_rss_bank_process_mb" in s))
+    print("(CPU py: CPU seconds of this process (the bridge; + the bank with --bank-in-process); CPU pg: of the "
+          "PostgreSQL server; load: "
           "the 1-minute load average, > CPUs means other work competed for the machine)")
     print(f"orchestration: {e['orchestration_seconds']:.2f} s = {100 * (e['orchestration_share'] or 0):.1f} % of end to "
           f"end ({e['orchestration_inside_runs_seconds']:.2f} s inside Dagster runs outside core functions, "
@@ -842,6 +926,12 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--database-url", help="use this PostgreSQL server instead of an embedded one (fresh "
                                               "databases are created on it, and dropped at the end unless --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the server, databases and files")
+    parser.add_argument("--no-reintake", action="store_true",
+                        help="skip the re-intake of the identical rows (it is not part of end to end; saves a "
+                             "stage at 10M)")
+    parser.add_argument("--bank-in-process", action="store_true",
+                        help="run the example bank in a thread of this process (shares its interpreter lock and "
+                             "memory) instead of its own process, as `bridge up` runs it")
     parser.add_argument("--ephemeral-dagster", action="store_true",
                         help="an in-memory Dagster instance instead of dagster.yaml with dagster-postgres storage")
     parser.add_argument("--profile", choices=STAGES, help="cProfile this stage and print the top functions")

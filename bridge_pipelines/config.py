@@ -105,6 +105,8 @@ class Settings:
     mapper_port: int
     host: str
     bank_statement_page_size: int = 2000  # example bank: MT940 :61: lines per statement page
+    # example bank: entries per statement file; a day with more is sent as several statements (numbered on)
+    bank_statement_max_entries: int = 1_000_000
     bank_batch_booking: bool = False  # example bank: one statement line per payment batch instead of per payment
     mapper_failure_rate: float = 0.0  # example mapper: share of ids that do not resolve
     # PBMS API: bearer token per sender ((sender_id, token), ...); empty = no API is served
@@ -192,6 +194,7 @@ def load_settings() -> Settings:
         mapper_port=_int("BRIDGE_MAPPER_PORT", 8042, minimum=1),
         host=os.environ.get("BRIDGE_HOST", "127.0.0.1"),
         bank_statement_page_size=_int("BRIDGE_BANK_STATEMENT_PAGE_SIZE", 2000, minimum=1),
+        bank_statement_max_entries=_int("BRIDGE_BANK_STATEMENT_MAX_ENTRIES", 1_000_000, minimum=1),
         bank_batch_booking=_bool("BRIDGE_BANK_BATCH_BOOKING", False),
         mapper_failure_rate=_float("BRIDGE_MAPPER_FAILURE_RATE", 0.0, minimum=0.0, maximum=1.0),
         api_tokens=_api_tokens("BRIDGE_API_TOKENS"),

@@ -253,6 +253,30 @@ def test_multi_page_statements_batch_booking_and_next_day_opening(make_example_b
     assert second.pages[-1].closing_balance.signed == Decimal("5000.00") - 12 * Decimal("7.25") - 33 - 2
 
 
+def test_a_day_with_more_entries_than_a_statement_takes_is_sent_as_several_chained_statements(
+        make_example_bank) -> None:
+    bank_server = make_example_bank(bank_failure_rate=0.0, bank_statement_page_size=2, bank_statement_max_entries=5)
+    with bank_server.client() as bank:
+        bank.create_account(ACCOUNT, "EUR", "5000.00")
+        bank.submit_payment_batch_frame("S-1", ACCOUNT, "EUR", None, payments([f"S{i}" for i in range(12)], "7.25"))
+        statements = bank.close_day()["statements"]
+        assert bank.close_day()["statements"] == []
+        balance = Decimal(bank.get_account(ACCOUNT)["balance"])
+    # funding + 12 debits + fee = 14 entries: 5 + 5 + 4, one file each, numbered on
+    assert [s["number_of_entries"] for s in statements] == [5, 5, 4]
+    assert [s["statement_number"] for s in statements] == [1, 2, 3]
+    assert len({s["file"] for s in statements}) == 3
+    parsed = [parse_mt940(open(s["file"], "rb").read()) for s in statements]
+    assert all(p.ok and check_integrity(p) == [] for p in parsed)
+    assert [p.pages[0].statement_number for p in parsed] == ["1", "2", "3"]
+    assert parsed[0].pages[0].opening_balance.signed == 0
+    for before, after in zip(parsed, parsed[1:]):
+        assert before.pages[-1].closing_balance.signed == after.pages[0].opening_balance.signed
+    assert parsed[-1].pages[-1].closing_balance.signed == balance == Decimal("5000.00") - 12 * Decimal("7.25") - 1
+    references = [r for p in parsed for r in p.lines["end_to_end_reference"].drop_nulls().to_list()]
+    assert sorted(references) == sorted(f"S{i}" for i in range(12)), "every debit reported once"
+
+
 def test_camt053_statements_use_the_bridge_writer(make_example_bank) -> None:
     from bridge_pipelines.statements.camt053 import parse_camt053
 

@@ -470,6 +470,55 @@ def test_out_of_order_arrival_gives_the_same_result(bridge_env, db: psycopg.Conn
         assert_lines_accounted_for(db)
 
 
+def test_a_statement_reconciled_in_steps_gives_the_same_result(bridge_env, db: psycopg.Connection,
+                                                                make_example_bank, business_day, monkeypatch) -> None:
+    """A large statement is reconciled RECONCILE_STEP_LINES lines at a time in one transaction. With one line per
+    step, a reversal that comes before its debit and a debit repeated later in the file give exactly what the
+    statement in one step gives."""
+    from bridge_pipelines.reconciliation import writeback
+
+    bank = make_example_bank(bank_failure_rate=0.0)
+    inbox = inbox_of(bridge_env)
+    with dg.DagsterInstance.ephemeral() as instance:
+        whole, stepwise = ship(db, bank, instance, business_day, 4, envelope_ids=("ENV-A", "ENV-B"))
+        roles: dict[str, str] = {}
+        outcomes = []
+        for envelope, step_lines in ((whole, writeback.RECONCILE_STEP_LINES), (stepwise, 1)):
+            monkeypatch.setattr(writeback, "RECONCILE_STEP_LINES", step_lines)
+            d = envelope.shipped()
+            name = f"{envelope.envelope_id}.sta"
+            copy_into_inbox(inbox, name, mt940(envelope.account, [
+                reversal(d[1].bank_reference, d[1].amount, "AC04", "ACCOUNT CLOSED"),  # before its debit
+                *[debit(x.bank_reference, x.amount) for x in d],
+                debit(d[0].bank_reference, d[0].amount),                                # DUPLICATE_DISBURSEMENT
+                debit(UNKNOWN_REFERENCE, "10.00"),                                      # INVALID_RECONCILIATION_ID
+                fee(),                                                                  # unrelated
+            ], statement_number=1, day=DUE))
+            report = run_process(instance)
+            assert report.success and len(report.runs) == 1, [r.error for r in report.runs]
+            statement = statement_of(db, name)
+            roles[statement["statement_id"]] = "the statement"
+            errors = db.execute("SELECT entry_sequence, error_reason, error_detail FROM bridge.disbursement_error_recon "
+                                "WHERE statement_id = %s ORDER BY entry_sequence", (statement["statement_id"],))
+            outcomes.append((
+                normalised_recon(db, envelope, roles),
+                [(seq, reason, detail.replace(d[0].bank_reference, "the first debit's reference"))
+                 for seq, reason, detail in errors],
+                [statement[c] for c in ("number_of_lines", "number_of_lines_reconciled", "number_of_lines_unrelated",
+                                        "number_of_lines_in_error")],
+                {c: envelope_row(db, envelope.envelope_id)[c] for c in (
+                    "number_of_disbursements_reconciled", "number_of_disbursements_reversed",
+                    "total_disbursement_amount_reconciled", "total_disbursement_amount_reversed")}))
+            assert check_passed(instance, "statement_reconciliation", "reconciliation_adds_up", statement["statement_id"])
+    assert outcomes[0] == outcomes[1]
+    recon, errors, lines, counters = outcomes[1]
+    assert [row[1] for row in recon] == ["RECONCILED", "REVERSED", "RECONCILED", "RECONCILED"]
+    assert [e[1] for e in errors] == ["DUPLICATE_DISBURSEMENT", "INVALID_RECONCILIATION_ID"]
+    assert lines == [8, 5, 1, 2]
+    assert (counters["number_of_disbursements_reconciled"], counters["number_of_disbursements_reversed"]) == (3, 1)
+    assert_lines_accounted_for(db)
+
+
 # --- 5. multi-page statements ---------------------------------------------------------------------------------------
 
 

@@ -35,13 +35,17 @@ class ReconciliationSummary:
     seconds: float = 0.0
 
 
-def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile) -> pl.DataFrame:
+def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile,
+                          lines: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The statement's lines (or `lines`, a slice of them) with the statement id and each page's number and
+    sequence."""
     pages = pl.DataFrame({
         "page": pl.Series(range(len(parsed.pages)), dtype=pl.Int32),
         "statement_number": [p.statement_number for p in parsed.pages],
         "statement_sequence": [p.sequence_number or str(i + 1) for i, p in enumerate(parsed.pages)],
     }, schema={"page": pl.Int32, "statement_number": pl.String, "statement_sequence": pl.String})
-    return parsed.lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
+    lines = parsed.lines if lines is None else lines
+    return lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
 
 
 def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -285,35 +289,63 @@ def recount_envelopes(conn: psycopg.Connection, envelope_ids: list[str]) -> None
         WHERE bs.disbursement_envelope_id = c.disbursement_envelope_id""", (envelope_ids,))
 
 
+# Lines reconciled per step of one statement's transaction: memory stays bounded by the step, not by the file (a
+# 10,000,000-line statement is reconciled in ten steps). A step is reconciled as if it were a statement of its own
+# following the previous one, which gives the same result: a line naming a disbursement that an earlier line already
+# remitted or reversed is a duplicate either way (earlier steps' rows are read back as existing reconciliations).
+RECONCILE_STEP_LINES = 1_000_000
+_STEP_TABLES = "recon_ref, recon_batch, recon_match, recon_reconciled, recon_error, recon_unrelated"
+
+
 def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile,
-                        error_sample: int = 20) -> ReconciliationSummary:
-    """Reconcile an imported statement (all in one transaction; safe to run again)."""
+                        error_sample: int = 20, step_lines: int | None = None) -> ReconciliationSummary:
+    """Reconcile an imported statement (all in one transaction; safe to run again), RECONCILE_STEP_LINES lines (or
+    `step_lines`) per step."""
     started = time.perf_counter()
-    summary = ReconciliationSummary(statement_id)
-    lines = statement_lines_frame(statement_id, parsed).with_columns(pl.col("amount").cast(AMOUNT_DTYPE))
+    step_lines = step_lines or RECONCILE_STEP_LINES
     try:
-        return _reconcile_once(conn, statement_id, lines, summary, error_sample, started, optimistic=True)
+        return _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=True)
     except psycopg.errors.UniqueViolation:
         log.info("statement %s: another statement's reconciliation recorded some of the same disbursements "
                  "meanwhile; reconciling again with conflict handling", statement_id)
-        return _reconcile_once(conn, statement_id, lines, summary, error_sample, started, optimistic=False)
+        return _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
 
 
-def _reconcile_once(conn: psycopg.Connection, statement_id: str, lines: pl.DataFrame, summary: ReconciliationSummary,
-                    error_sample: int, started: float, optimistic: bool) -> ReconciliationSummary:
+def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile, error_sample: int,
+                    step_lines: int, started: float, optimistic: bool) -> ReconciliationSummary:
+    summary = ReconciliationSummary(statement_id)
+    envelopes: set[str] = set()
+    counts: dict[str, int] = {}
     with conn.transaction():
         conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
-        lines = extract_references(lines)
-        disbursements, existing = _load_candidates(conn, lines)
-        result = reconcile(lines, disbursements, existing)
-        reconciled, reversed_, envelopes = _write(conn, statement_id, result, existing, optimistic)
-        _write_lines(conn, result)
-        envelopes = sorted(set(envelopes) | set(
-            result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list()
-            if "disbursement_envelope_id" in result.errors.columns else []))
-        recount_envelopes(conn, envelopes)
-        counts = result.counts()
-        summary.lines = lines.height
+        total = parsed.lines.height
+        for offset in range(0, max(total, 1), step_lines):  # file order: pages in order, entries in order
+            lines = extract_references(statement_lines_frame(statement_id, parsed, parsed.lines.slice(
+                offset, step_lines)).with_columns(pl.col("amount").cast(AMOUNT_DTYPE)))
+            disbursements, existing = _load_candidates(conn, lines)
+            result = reconcile(lines, disbursements, existing)
+            reconciled, reversed_, step_envelopes = _write(conn, statement_id, result, existing, optimistic)
+            _write_lines(conn, result)
+            conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")
+            envelopes |= set(step_envelopes)
+            if "disbursement_envelope_id" in result.errors.columns:
+                envelopes |= set(result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list())
+            for outcome, count in result.counts().items():
+                counts[outcome] = counts.get(outcome, 0) + count
+            summary.lines += lines.height
+            summary.disbursements_reconciled += reconciled
+            summary.disbursements_reversed += reversed_
+            if result.errors.height:
+                for reason, count in result.errors.group_by("error_reason").len().iter_rows():
+                    summary.errors_by_reason[reason] = summary.errors_by_reason.get(reason, 0) + count
+                room = error_sample - len(summary.first_errors)
+                if room > 0:
+                    summary.first_errors += result.errors.head(room).select(
+                        "page", "entry_sequence", "mark", pl.col("amount").cast(pl.String), "error_reason",
+                        "error_detail").to_dicts()
+            del lines, disbursements, existing, result
+        summary.envelopes = sorted(envelopes)
+        recount_envelopes(conn, summary.envelopes)
         summary.reconciled_lines = counts.get("RECONCILED", 0)
         summary.error_lines = counts.get("ERROR", 0)
         summary.unrelated_lines = counts.get("UNRELATED", 0)
@@ -322,13 +354,5 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, lines: pl.DataF
                         number_of_lines_in_error = %s, processed_at = now() WHERE statement_id = %s""",
                      (summary.reconciled_lines, summary.unrelated_lines, summary.error_lines, statement_id))
         fault_point("reconciliation_before_commit")
-    summary.disbursements_reconciled = reconciled
-    summary.disbursements_reversed = reversed_
-    summary.envelopes = envelopes
-    if result.errors.height:
-        summary.errors_by_reason = dict(result.errors.group_by("error_reason").len().iter_rows())
-        summary.first_errors = result.errors.head(error_sample).select(
-            "page", "entry_sequence", "mark", pl.col("amount").cast(pl.String), "error_reason", "error_detail"
-        ).to_dicts()
     summary.seconds = time.perf_counter() - started
     return summary

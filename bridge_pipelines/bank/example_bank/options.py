@@ -22,6 +22,7 @@ class BankOptions:
     failure_rate: float = 0.0
     failure_seed: int = 42
     page_size: int = 2000  # statement entries (:61: lines) per page
+    max_entries: int = 1_000_000  # entries per statement file: a bigger day is sent as several statements
     batch_booking: bool = False  # one :61: D line per payment batch instead of one per payment
     daily_fee: Decimal = Decimal("1.00")  # booked on each day an account has activity; 0 = none
     statement_format: str = "MT940"
@@ -34,6 +35,7 @@ class BankOptions:
             failure_rate=settings.bank_failure_rate,
             failure_seed=settings.bank_seed,
             page_size=settings.bank_statement_page_size,
+            max_entries=settings.bank_statement_max_entries,
             batch_booking=settings.bank_batch_booking,
             statement_format=settings.bank_statement_format,
             business_date_override=settings.business_date_override,
@@ -51,7 +53,8 @@ class BankOptions:
         return shown
 
     def updated(self, changes: dict[str, Any]) -> BankOptions:
-        allowed = {"failure_rate", "failure_seed", "page_size", "batch_booking", "daily_fee", "statement_format"}
+        allowed = {"failure_rate", "failure_seed", "page_size", "max_entries", "batch_booking", "daily_fee",
+                   "statement_format"}
         unknown = set(changes) - allowed
         if unknown:
             raise OptionError(f"unknown options: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
@@ -67,6 +70,10 @@ class BankOptions:
                 values["page_size"] = int(changes["page_size"])
                 if values["page_size"] < 1:
                     raise OptionError("page_size must be at least 1")
+            if "max_entries" in changes:
+                values["max_entries"] = int(changes["max_entries"])
+                if values["max_entries"] < 1:
+                    raise OptionError("max_entries must be at least 1")
             if "batch_booking" in changes:
                 if not isinstance(changes["batch_booking"], bool):
                     raise OptionError("batch_booking must be true or false")

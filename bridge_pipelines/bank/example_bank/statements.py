@@ -94,8 +94,9 @@ def _book_fee(conn: psycopg.Connection, account: str, day: date, fee: Decimal, w
 
 
 def _unreported_entries(conn: psycopg.Connection, database_url: str, account: str, watermark: int,
-                        day: date) -> tuple[pl.DataFrame, bool]:
-    """The entries after the watermark up to the first one booked after `day`; and whether that is all of them.
+                        day: date, limit: int) -> tuple[pl.DataFrame, bool]:
+    """The entries after the watermark up to the first one booked after `day`, at most `limit` of them; and whether
+    that is all of them.
 
     The caller holds the account's row lock and the entries it reads are committed, so another connection sees
     exactly them: psycopg2's COPY (a C loop) reads a million rows in half the time psycopg 3 needs."""
@@ -107,8 +108,9 @@ def _unreported_entries(conn: psycopg.Connection, database_url: str, account: st
     query = sql.SQL(
         "COPY (SELECT entry_id, booking_date, value_date, kind, amount, payment_reference, batch_id, beneficiary_name,"
         " reversal_reason FROM example_bank.ledger_entry WHERE account_number = {account} AND entry_id > {watermark}"
-        " AND entry_id < {cut} ORDER BY entry_id) TO STDOUT (FORMAT csv)"
-    ).format(account=sql.Literal(account), watermark=sql.Literal(watermark), cut=sql.Literal(cut or 2**62))
+        " AND entry_id < {cut} ORDER BY entry_id LIMIT {limit}) TO STDOUT (FORMAT csv)"
+    ).format(account=sql.Literal(account), watermark=sql.Literal(watermark), cut=sql.Literal(cut or 2**62),
+             limit=sql.Literal(limit + 1))  # one more than a statement takes: are there more?
     buffer = io.BytesIO()
     try:
         import psycopg2  # noqa: PLC0415 - optional speed-up (installed with dagster-postgres)
@@ -128,7 +130,10 @@ def _unreported_entries(conn: psycopg.Connection, database_url: str, account: st
     if buffer.tell() == 0:
         return pl.DataFrame(schema=ENTRY_SCHEMA), cut is None
     buffer.seek(0)
-    return pl.read_csv(buffer, has_header=False, schema=ENTRY_SCHEMA), cut is None
+    entries = pl.read_csv(buffer, has_header=False, schema=ENTRY_SCHEMA)
+    if entries.height > limit:
+        return entries.head(limit), False
+    return entries, cut is None
 
 
 def _file_stem(account: str, day: date) -> str:
@@ -199,8 +204,22 @@ def _book_day_end(pool: ConnectionPool, options: BankOptions, account: str, day:
         return reversals
 
 
-def close_account(pool: ConnectionPool, options: BankOptions, account: str, day: date) -> StatementInfo | None:
+def close_account(pool: ConnectionPool, options: BankOptions, account: str, day: date) -> list[StatementInfo]:
+    """Book the day's end, then write the account's unreported entries as statements of at most
+    `options.max_entries` entries each (usually one), numbered on, each opening where the previous one closed."""
     reversals = _book_day_end(pool, options, account, day)
+    written: list[StatementInfo] = []
+    while True:
+        info, complete = _write_next_statement(pool, options, account, day, 0 if written else reversals)
+        if info is None:
+            return written
+        written.append(info)
+        if complete:
+            return written
+
+
+def _write_next_statement(pool: ConnectionPool, options: BankOptions, account: str, day: date,
+                          reversals: int) -> tuple[StatementInfo | None, bool]:
     path: Path | None = None
     try:
         with pool.connection() as conn:
@@ -210,11 +229,11 @@ def close_account(pool: ConnectionPool, options: BankOptions, account: str, day:
                 (account,),
             ).fetchone()
             if row is None:
-                return None
+                return None, True
             currency, balance, watermark, opening, last_number = row
-            entries, complete = _unreported_entries(conn, pool.url, account, watermark, day)
+            entries, complete = _unreported_entries(conn, pool.url, account, watermark, day, options.max_entries)
             if entries.height == 0:
-                return None
+                return None, True
             previous = conn.execute(
                 "SELECT statement_date FROM example_bank.statement WHERE account_number = %s"
                 " ORDER BY statement_number DESC LIMIT 1",
@@ -264,18 +283,18 @@ def close_account(pool: ConnectionPool, options: BankOptions, account: str, day:
         opening_balance=str(opening),
         closing_balance=str(rendered.closing_balance),
         reversals_booked=reversals,
-    )
+    ), complete
 
 
 def close_day(pool: ConnectionPool, options: BankOptions, day: date | None = None) -> list[StatementInfo]:
-    """Close `day` (default: the bank's business date) for every account; one statement per account with entries."""
+    """Close `day` (default: the bank's business date) for every account: one statement per account with entries
+    (several when there are more than `options.max_entries`)."""
     day = day or options.business_date()
     with pool.connection() as conn:
         accounts = [r[0] for r in conn.execute("SELECT account_number FROM example_bank.account ORDER BY 1").fetchall()]
     written = []
     for account in accounts:
-        info = close_account(pool, options, account, day)
-        if info is not None:
+        for info in close_account(pool, options, account, day):
             log.info("statement %s/%s for %s: %s lines, %s", info.statement_number, info.number_of_pages,
                      account, info.number_of_lines, info.file)
             written.append(info)
