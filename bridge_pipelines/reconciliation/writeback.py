@@ -34,6 +34,25 @@ class ReconciliationSummary:
     envelopes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def add_step(self, lines: int, result: ReconciliationResult, reconciled: int, reversed_: int,
+                 error_sample: int) -> None:
+        """Count in one step of the statement (see RECONCILE_STEP_LINES)."""
+        counts = result.counts()
+        self.lines += lines
+        self.reconciled_lines += counts.get("RECONCILED", 0)
+        self.error_lines += counts.get("ERROR", 0)
+        self.unrelated_lines += counts.get("UNRELATED", 0)
+        self.disbursements_reconciled += reconciled
+        self.disbursements_reversed += reversed_
+        if result.errors.height:
+            for reason, count in result.errors.group_by("error_reason").len().iter_rows():
+                self.errors_by_reason[reason] = self.errors_by_reason.get(reason, 0) + count
+            room = error_sample - len(self.first_errors)
+            if room > 0:
+                self.first_errors += result.errors.head(room).select(
+                    "page", "entry_sequence", "mark", pl.col("amount").cast(pl.String), "error_reason",
+                    "error_detail").to_dicts()
+
 
 def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile,
                           lines: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -169,20 +188,25 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
             reversal_reason = excluded.reversal_reason, updated_at = now()
         WHERE NOT r.reversal_found""")
-    # SHIPPED -> RECONCILED for every disbursement the statement names that has no reversal (on this statement or
-    # recorded before): one event per statement and envelope. The set is known from the match, so the UPDATE joins
-    # only a list of ids. A reversal recorded meanwhile by a concurrent statement cannot be overwritten: its
-    # transaction also moved the disbursement to REVERSED, and only SHIPPED becomes RECONCILED.
-    # A reconciliation with a reversal -> REVERSED (from SHIPPED or RECONCILED), decided from the recorded
-    # reconciliations, one event per disbursement with the state it came from. (Two statements rather than one
-    # UPDATE with RETURNING old.*, which needs PostgreSQL 18; the bridge supports 14 and later.)
+    # The match decides: a disbursement the statement names with a reversal (on this statement or recorded before)
+    # -> REVERSED, from SHIPPED or RECONCILED, one event per disbursement with the state it came from; any other it
+    # names -> RECONCILED, from SHIPPED only, one event per statement and envelope. A reversal recorded meanwhile by
+    # a concurrent statement is never overwritten: that transaction also moved the disbursement to REVERSED, and
+    # only SHIPPED becomes RECONCILED. (Two statements rather than one UPDATE with RETURNING old.*, which needs
+    # PostgreSQL 18; the bridge supports 14 and later.)
     reversed_ids = pl.concat([
         matches.filter(pl.col("match_kind") == REVERSAL).select("disbursement_id"),
-        matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")])
+        matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")]).unique()
     conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text) ON COMMIT DROP")
     copy_frame(conn, matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti"),
                "recon_reconciled")
-    conn.execute("ANALYZE recon_reconciled")
+    copy_frame(conn, reversed_ids, "recon_reversed")
+    # Each UPDATE joins one analysed list of ids to bridge.disbursement by primary key: no plan can go quadratic.
+    # (Deciding from disbursement_recon's reversal_found did: its statistics cannot know this transaction's
+    # reversals, so the planner expected one reversed row and scanned the statement's list once per reversal: a
+    # statement of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.)
+    conn.execute("ANALYZE recon_reconciled, recon_reversed")
     detail = f"statement {statement_id}"
     reconciled = conn.execute("""
         WITH changed AS (
@@ -205,9 +229,8 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     reversed_ = conn.execute("""
         WITH target AS (
             SELECT d.disbursement_id, d.disbursement_status AS from_status
-            FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
-            WHERE r.reversal_found AND r.disbursement_id IN (SELECT disbursement_id FROM recon_match)
-              AND d.disbursement_status IN ('SHIPPED', 'RECONCILED')
+            FROM recon_reversed t JOIN bridge.disbursement d USING (disbursement_id)
+            WHERE d.disbursement_status IN ('SHIPPED', 'RECONCILED')
         ),
         changed AS (
             UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
@@ -294,7 +317,7 @@ def recount_envelopes(conn: psycopg.Connection, envelope_ids: list[str]) -> None
 # following the previous one, which gives the same result: a line naming a disbursement that an earlier line already
 # remitted or reversed is a duplicate either way (earlier steps' rows are read back as existing reconciliations).
 RECONCILE_STEP_LINES = 1_000_000
-_STEP_TABLES = "recon_ref, recon_batch, recon_match, recon_reconciled, recon_error, recon_unrelated"
+_STEP_TABLES = "recon_ref, recon_batch, recon_match, recon_reconciled, recon_reversed, recon_error, recon_unrelated"
 
 
 def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile,
@@ -315,40 +338,23 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
                     step_lines: int, started: float, optimistic: bool) -> ReconciliationSummary:
     summary = ReconciliationSummary(statement_id)
     envelopes: set[str] = set()
-    counts: dict[str, int] = {}
     with conn.transaction():
         conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
-        total = parsed.lines.height
-        for offset in range(0, max(total, 1), step_lines):  # file order: pages in order, entries in order
+        for offset in range(0, max(parsed.lines.height, 1), step_lines):  # file order: pages, entries in order
             lines = extract_references(statement_lines_frame(statement_id, parsed, parsed.lines.slice(
                 offset, step_lines)).with_columns(pl.col("amount").cast(AMOUNT_DTYPE)))
             disbursements, existing = _load_candidates(conn, lines)
             result = reconcile(lines, disbursements, existing)
             reconciled, reversed_, step_envelopes = _write(conn, statement_id, result, existing, optimistic)
             _write_lines(conn, result)
-            conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")
+            conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")  # the next step creates them again
             envelopes |= set(step_envelopes)
             if "disbursement_envelope_id" in result.errors.columns:
                 envelopes |= set(result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list())
-            for outcome, count in result.counts().items():
-                counts[outcome] = counts.get(outcome, 0) + count
-            summary.lines += lines.height
-            summary.disbursements_reconciled += reconciled
-            summary.disbursements_reversed += reversed_
-            if result.errors.height:
-                for reason, count in result.errors.group_by("error_reason").len().iter_rows():
-                    summary.errors_by_reason[reason] = summary.errors_by_reason.get(reason, 0) + count
-                room = error_sample - len(summary.first_errors)
-                if room > 0:
-                    summary.first_errors += result.errors.head(room).select(
-                        "page", "entry_sequence", "mark", pl.col("amount").cast(pl.String), "error_reason",
-                        "error_detail").to_dicts()
-            del lines, disbursements, existing, result
+            summary.add_step(lines.height, result, reconciled, reversed_, error_sample)
+            del lines, disbursements, existing, result  # before the next step's are made
         summary.envelopes = sorted(envelopes)
         recount_envelopes(conn, summary.envelopes)
-        summary.reconciled_lines = counts.get("RECONCILED", 0)
-        summary.error_lines = counts.get("ERROR", 0)
-        summary.unrelated_lines = counts.get("UNRELATED", 0)
         conn.execute("""UPDATE bridge.account_statement SET statement_process_status = 'RECONCILED',
                         number_of_lines_reconciled = %s, number_of_lines_unrelated = %s,
                         number_of_lines_in_error = %s, processed_at = now() WHERE statement_id = %s""",
