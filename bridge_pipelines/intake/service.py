@@ -97,27 +97,6 @@ class IntakeSummary:
         }
 
 
-def pending_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Pending staged rows per table (cheap: partial indexes on PENDING rows)."""
-    parts = [
-        sql.SQL("SELECT {name}, count(*) FROM staging.{table} WHERE intake_status = 'PENDING'").format(
-            name=sql.Literal(table), table=sql.Identifier(table))
-        for table in STAGING_TABLES
-    ]
-    rows = conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()
-    return {table: count for table, count in rows}
-
-
-def pending_high_water(conn: psycopg.Connection) -> dict[str, int]:
-    """The highest pending staging_id per table (0 when none): what the intake sensor keys its runs on."""
-    parts = [
-        sql.SQL("SELECT {name}, coalesce(max(staging_id), 0) FROM staging.{table} WHERE intake_status = 'PENDING'")
-        .format(name=sql.Literal(table), table=sql.Identifier(table))
-        for table in STAGING_TABLES
-    ]
-    return {table: high for table, high in conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()}
-
-
 def run_intake(
     conn: psycopg.Connection,
     business_date: date,
