@@ -78,7 +78,14 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
     # Temp tables have no statistics until analysed: without them the planner guesses ~200 distinct references and
     # probes the disbursement index once per line (a nested loop) instead of hashing the statement's references.
     conn.execute("ANALYZE recon_ref, recon_batch")
-    disbursements = read_frame(conn, """
+    # The disbursements the lines name, kept for the reconciliations already recorded for them: those are then
+    # found by primary key, not by scanning every reconciliation for the statement's references again (at
+    # 10,000,000 reconciliations that scan took 10 s per statement).
+    # NOT EXISTS and the UNION (not NOT IN, not IN ... OR IN ...): those stay per-row subplans, hashed only while
+    # the statement's references fit in work_mem; beyond ~100,000 references each row scanned the whole list
+    # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
+    conn.execute("""
+        CREATE TEMP TABLE recon_candidate ON COMMIT DROP AS
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
                d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status
         FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
@@ -91,24 +98,15 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
         JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
         JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
         WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)
-          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
+          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""")
+    conn.execute("ANALYZE recon_candidate")
+    disbursements = read_frame(conn, "SELECT * FROM recon_candidate", schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
-    # NOT EXISTS and the UNION (not NOT IN, not IN ... OR IN ...): those stay per-row subplans, hashed only while
-    # the statement's references fit in work_mem; beyond ~100,000 references each row scanned the whole list
-    # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
     existing = read_frame(conn, """
         SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
                r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
-        FROM bridge.disbursement_recon r JOIN bridge.disbursement d USING (disbursement_id)
-        WHERE d.bank_reference IN (SELECT ref FROM recon_ref)
-        UNION
-        SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
-               r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
-        FROM bridge.bank_disbursement_batch_status b
-        CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
-        JOIN bridge.disbursement_recon r ON r.disbursement_id = m.disbursement_id
-        WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)""",
+        FROM recon_candidate c JOIN bridge.disbursement_recon r USING (disbursement_id)""",
                           schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
     if existing.height == 0:
         existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
@@ -317,7 +315,8 @@ def recount_envelopes(conn: psycopg.Connection, envelope_ids: list[str]) -> None
 # following the previous one, which gives the same result: a line naming a disbursement that an earlier line already
 # remitted or reversed is a duplicate either way (earlier steps' rows are read back as existing reconciliations).
 RECONCILE_STEP_LINES = 1_000_000
-_STEP_TABLES = "recon_ref, recon_batch, recon_match, recon_reconciled, recon_reversed, recon_error, recon_unrelated"
+_STEP_TABLES = ("recon_ref, recon_batch, recon_candidate, recon_match, recon_reconciled, recon_reversed, recon_error, "
+                "recon_unrelated")
 
 
 def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile,
