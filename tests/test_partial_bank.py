@@ -57,15 +57,25 @@ def picky_bank(bridge_env, make_example_bank, monkeypatch):
     unregister_connector("PICKY")
 
 
+def _staged_for_picky_bank(bank, db: psycopg.Connection, disbursements: int) -> dict:
+    staged = stage(db.info.dsn, disbursements, DUE)
+    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
+    fund(bank, staged["sponsor_account"], "1000000.00")
+    return staged
+
+
+def _intake_then_ship(instance: dg.DagsterInstance, monkeypatch):
+    """Intake today, then the schedule date's run (resolution, funds, shipping); returns that run's report."""
+    assert run_process(instance).success
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+    return run_process(instance)
+
+
 def test_partial_batch_acceptance_fails_only_the_refused_payments(picky_bank, db: psycopg.Connection,
                                                                   monkeypatch) -> None:
-    staged = stage(db.info.dsn, 30, DUE)
-    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
-    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    staged = _staged_for_picky_bank(picky_bank, db, 30)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert run_process(instance).success
-        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
-        report = run_process(instance)
+        report = _intake_then_ship(instance, monkeypatch)
         assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 20, "FAILED": 10}
     reasons = db.execute("SELECT DISTINCT status_reason_code FROM bridge.disbursement "
@@ -90,13 +100,9 @@ def test_partial_batch_acceptance_fails_only_the_refused_payments(picky_bank, db
 def test_block_refused_after_a_good_check_is_visible_and_ships_nothing(picky_bank, db: psycopg.Connection,
                                                                        monkeypatch) -> None:
     PickyBank.refuse_block = True
-    staged = stage(db.info.dsn, 10, DUE)
-    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
-    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    staged = _staged_for_picky_bank(picky_bank, db, 10)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert run_process(instance).success
-        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
-        report = run_process(instance)
+        report = _intake_then_ship(instance, monkeypatch)
     assert not report.success and "refused to block" in (report.runs[0].error or "")
     row = envelope_row(db, staged["envelope"])
     assert row["funds_available_with_bank"] == "FUNDS_AVAILABLE"
@@ -110,13 +116,9 @@ def test_an_acknowledgement_lacking_a_payment_records_nothing_and_the_batch_is_s
     batch stays PENDING, its members RESOLVED), and sending it again gets the bank's complete stored answer, with
     nobody paid twice."""
     PickyBank.forgetful = True
-    staged = stage(db.info.dsn, 12, DUE)
-    db.execute("UPDATE staging.benefit_program SET sponsor_bank_code = 'PICKY'")
-    fund(picky_bank, staged["sponsor_account"], "1000000.00")
+    staged = _staged_for_picky_bank(picky_bank, db, 12)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert run_process(instance).success
-        monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
-        report = run_process(instance)
+        report = _intake_then_ship(instance, monkeypatch)
         assert not report.success and "lacks 1 payment(s)" in (report.runs[0].error or "")
         assert states(db, staged["envelope"]) == {"RESOLVED": 12}
         assert db.execute("SELECT disbursement_payment_status, number_accepted FROM "
