@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import string
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from unittest.mock import patch
@@ -53,18 +52,9 @@ from bridge_pipelines.statements.camt053_writer import (  # noqa: E402
     write_camt053,
 )
 from bridge_pipelines.statements.model import LINE_SCHEMA, ParsedStatementFile  # noqa: E402
+from tests.test_camt053_parser import BOOKED, ROUND_TRIP_ENTRIES, SAMPLES, sample_names, statement  # noqa: E402
 
-SAMPLES = Path(os.environ.get("BRIDGE_SAMPLES_DIR", REPO.parent / "shared" / "samples")) / "camt053"
 DECLINED_SAMPLES = {"genkgo_v02_empty_no_stmt.xml"}  # NO_STATEMENT: problems are the conforming parser's to report
-BOOKED = date(2025, 3, 31)
-
-
-def sample_names() -> list[str]:
-    manifest = SAMPLES / "MANIFEST.tsv"
-    if not manifest.exists():
-        return []
-    rows = manifest.read_text(encoding="utf-8").splitlines()[1:]
-    return sorted(row.split("\t", 1)[0] for row in rows if row.strip())
 
 
 def assert_same(fast: ParsedStatementFile | None, slow: ParsedStatementFile) -> None:
@@ -81,43 +71,14 @@ def assert_same_or_declined(fast: ParsedStatementFile | None, slow: ParsedStatem
         assert_same(fast, slow)
 
 
-def statement(entries: list[CamtEntry], **extra: object) -> bytes:
-    return write_camt053(
-        account="NL91ABNA0417164300",
-        currency="EUR",
-        statement_id="STMT-2025-03-31",
-        electronic_sequence_number=90,
-        opening_balance=CamtBalance(Decimal("1000.00"), date(2025, 3, 30)),
-        closing_balance=CamtBalance(Decimal("1000.00"), BOOKED),
-        entries=entries,
-        created_at=datetime(2025, 3, 31, 22, 0, tzinfo=UTC),
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 def edit(document: bytes, old: str, new: str) -> bytes:
     assert old.encode() in document
     return document.replace(old.encode(), new.encode(), 1)
 
 
+# the writer round trip's entries, plus a pending one and a return reason given as text
 ENTRIES = [
-    CamtEntry(
-        Decimal("125.50"),
-        "DBIT",
-        BOOKED,
-        date(2025, 3, 28),
-        account_servicer_reference="BNK-1",
-        end_to_end_id="G2P-000001",
-        remittance_information="Cash transfer March\nHousehold 42 & co <ok>",
-        additional_information="Instant payment",
-    ),
-    CamtEntry(Decimal("125.50"), "CRDT", BOOKED, BOOKED, reversal=True, end_to_end_id="G2P-000002"),
-    CamtEntry(Decimal("80"), "CRDT", BOOKED, BOOKED, end_to_end_id="G2P-000003", return_reason="AC04"),
-    CamtEntry(Decimal("9.99999"), "DBIT", BOOKED, reversal=True, account_servicer_reference="BNK-4"),
-    CamtEntry(Decimal("5000.00"), "DBIT", BOOKED, BOOKED, batch=CamtBatch("PMTINF-7", 40, message_id="MSG-7")),
-    CamtEntry(
-        Decimal("15"), "CRDT", BOOKED, end_to_end_id="NOTPROVIDED", bank_transaction_code=("PMNT", "RCDT", "DMCT")
-    ),
+    *ROUND_TRIP_ENTRIES,
     CamtEntry(Decimal("2"), "CRDT", BOOKED, status="PDNG"),
     CamtEntry(Decimal("3"), "DBIT", BOOKED, return_reason="Account closed by the beneficiary"),
 ]
