@@ -24,7 +24,7 @@ def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Se
     with conn.cursor() as cur, cur.copy(copy_sql) as copy:
         for block in copy:
             buffer.write(block)
-    if not buffer.getbuffer().nbytes:
+    if buffer.tell() == 0:
         return pl.DataFrame(schema=schema or {})
     buffer.seek(0)
     frame = pl.read_csv(buffer, infer_schema=False)  # everything as String first
