@@ -52,7 +52,8 @@ from bridge_pipelines.statements.camt053_writer import (  # noqa: E402
     write_camt053,
 )
 from bridge_pipelines.statements.model import LINE_SCHEMA, ParsedStatementFile  # noqa: E402
-from tests.test_camt053_parser import BOOKED, ROUND_TRIP_ENTRIES, SAMPLES, sample_names, statement  # noqa: E402
+from tests.test_camt053_parser import BOOKED, ROUND_TRIP_ENTRIES, SAMPLES, sample_names  # noqa: E402
+from tests.test_camt053_parser import statement as balanced_statement  # noqa: E402
 
 DECLINED_SAMPLES = {"genkgo_v02_empty_no_stmt.xml"}  # NO_STATEMENT: problems are the conforming parser's to report
 
@@ -69,6 +70,12 @@ def assert_same(fast: ParsedStatementFile | None, slow: ParsedStatementFile) -> 
 def assert_same_or_declined(fast: ParsedStatementFile | None, slow: ParsedStatementFile) -> None:
     if fast is not None:
         assert_same(fast, slow)
+
+
+def statement(entries: list[CamtEntry], **extra: object) -> bytes:
+    """A writer statement that closes at its opening balance whatever its entries (generated amounts may add up past
+    what a balance can hold; the fast path does not check balances, the integrity checks do)."""
+    return balanced_statement(entries, closing="1000.00", **extra)
 
 
 def edit(document: bytes, old: str, new: str) -> bytes:
