@@ -22,6 +22,7 @@ import psycopg
 
 from bridge_pipelines.bank.financial_address import FA_FIELDS, with_parsed_financial_address
 from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.db.statistics import refresh_statistics
 from bridge_pipelines.disbursement.envelopes import Envelope
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Res
         result.failed = failures.height
         result.batches = 1
         result.failed_by_reason = dict(failures.group_by("failure_reason_code").len().iter_rows())
+        refresh_statistics(conn, "bridge.disbursement", result.resolved + result.failed)
         result.seconds = time.perf_counter() - started
         progress(f"resolution: {result.resolved} resolved, {result.failed} failed "
                  f"({(result.resolved + result.failed) / max(result.seconds, 1e-9):,.0f} rows/s)")
@@ -184,6 +186,7 @@ def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Res
     conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET id_mapper_resolution_status = 'COMPLETED',
                     id_mapper_resolution_latest_timestamp = now(), updated_at = now()
                     WHERE disbursement_envelope_id = %s""", (envelope.envelope_id,))
+    refresh_statistics(conn, "bridge.disbursement", result.resolved + result.failed)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 
 from bridge_pipelines.db.locks import advisory_lock
 from bridge_pipelines.db.queries import statement
+from bridge_pipelines.db.statistics import refresh_statistics
 from bridge_pipelines.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | No
     ).fetchone()
     if rows == 0:
         return {}
+    # The staged rows' statistics may still say that nothing is pending (they were taken before PBMS staged this
+    # batch): the wave's plan would then expect one row and do per-row work a million times over.
+    refresh_statistics(conn, f"staging.{stage.staging_table}", rows)
     later = sql.Identifier(f"intake_later_{stage.staging_table}")
     waves = 1
     if repeated:  # some key repeats, maybe only a blank one

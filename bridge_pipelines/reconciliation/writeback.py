@@ -12,6 +12,7 @@ import polars as pl
 import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.db.statistics import refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
                                                    ReconciliationResult, extract_references, reconcile)
@@ -195,15 +196,17 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     reversed_ids = pl.concat([
         matches.filter(pl.col("match_kind") == REVERSAL).select("disbursement_id"),
         matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")]).unique()
-    conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text) ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text) ON COMMIT DROP")
-    copy_frame(conn, matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti"),
-               "recon_reconciled")
-    copy_frame(conn, reversed_ids, "recon_reversed")
-    # Each UPDATE joins one analysed list of ids to bridge.disbursement by primary key: no plan can go quadratic.
-    # (Deciding from disbursement_recon's reversal_found did: its statistics cannot know this transaction's
-    # reversals, so the planner expected one reversed row and scanned the statement's list once per reversal: a
-    # statement of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.)
+    # Each list carries the states its disbursements may move from, and each UPDATE compares the disbursement's
+    # state with that column: a join to one analysed list by primary key, and no restriction of bridge.disbursement by
+    # a constant state. Its statistics may be a stage behind (saying that nothing is SHIPPED yet); a plan built on
+    # them expects one SHIPPED row and scans the table once per line. (Deciding from disbursement_recon's
+    # reversal_found went wrong the same way: its statistics cannot know this transaction's reversals, and a statement
+    # of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.)
+    conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text, from_status text) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[]) ON COMMIT DROP")
+    copy_frame(conn, matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti")
+               .with_columns(pl.lit("SHIPPED").alias("from_status")), "recon_reconciled")
+    copy_frame(conn, reversed_ids.with_columns(pl.lit("{SHIPPED,RECONCILED}").alias("from_states")), "recon_reversed")
     conn.execute("ANALYZE recon_reconciled, recon_reversed")
     detail = f"statement {statement_id}"
     reconciled = conn.execute("""
@@ -211,7 +214,7 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
             UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
                    status_reason_code = NULL
             FROM recon_reconciled t
-            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = 'SHIPPED'
+            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
             RETURNING d.disbursement_envelope_id
         ),
         per_envelope AS (
@@ -228,7 +231,7 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
         WITH target AS (
             SELECT d.disbursement_id, d.disbursement_status AS from_status
             FROM recon_reversed t JOIN bridge.disbursement d USING (disbursement_id)
-            WHERE d.disbursement_status IN ('SHIPPED', 'RECONCILED')
+            WHERE d.disbursement_status = ANY (t.from_states)
         ),
         changed AS (
             UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
@@ -326,11 +329,15 @@ def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: Par
     started = time.perf_counter()
     step_lines = step_lines or RECONCILE_STEP_LINES
     try:
-        return _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=True)
+        summary = _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=True)
     except psycopg.errors.UniqueViolation:
         log.info("statement %s: another statement's reconciliation recorded some of the same disbursements "
                  "meanwhile; reconciling again with conflict handling", statement_id)
-        return _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
+        summary = _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
+    if not conn.info.transaction_status:  # committed (not inside a caller's transaction)
+        refresh_statistics(conn, "bridge.disbursement",
+                           summary.disbursements_reconciled + summary.disbursements_reversed)
+    return summary
 
 
 def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile, error_sample: int,
