@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.metadata import markdown_list, table
 from bridge_pipelines.partitions import statement_partitions
+from bridge_pipelines.reconciliation.audit import envelopes_not_adding_up
 from bridge_pipelines.reconciliation.writeback import reconcile_statement
 from bridge_pipelines.statements.importing import check_statement, parse_statement_file, record_statement
 from bridge_pipelines.statements.inbox import file_of_statement, quarantine, safe_inbox_path, statement_lock
@@ -150,23 +151,8 @@ def reconciliation_adds_up(context: dg.AssetCheckExecutionContext, database: Bri
             (statement_id,)).fetchone()
         if status != "RECONCILED":
             return dg.AssetCheckResult(passed=True, metadata={"status": status, "note": "not reconciled"})
-        bad_envelopes = conn.execute("""
-            SELECT bs.disbursement_envelope_id FROM bridge.disbursement_envelope_batch_status bs
-            WHERE bs.disbursement_envelope_id IN (
-                SELECT DISTINCT d.disbursement_envelope_id FROM bridge.disbursement_recon r
-                JOIN bridge.disbursement d USING (disbursement_id)
-                WHERE r.remittance_statement_id = %(s)s OR r.reversal_statement_id = %(s)s)
-              AND (bs.number_of_disbursements_reconciled <> (SELECT count(*) FROM bridge.disbursement d
-                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
-                         AND d.disbursement_status = 'RECONCILED')
-                OR bs.number_of_disbursements_reversed <> (SELECT count(*) FROM bridge.disbursement d
-                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
-                         AND d.disbursement_status = 'REVERSED')
-                OR bs.number_of_disbursements_shipped <> (SELECT count(*) FROM bridge.disbursement d
-                       WHERE d.disbursement_envelope_id = bs.disbursement_envelope_id
-                         AND d.disbursement_status IN ('SHIPPED', 'RECONCILED', 'REVERSED')))""",
-            dict(s=statement_id)).fetchall()
+        bad_envelopes = envelopes_not_adding_up(conn, statement_id)
     lines_add_up = lines == (reconciled or 0) + (unrelated or 0) + (errors or 0)
     return dg.AssetCheckResult(passed=lines_add_up and not bad_envelopes, metadata={
         "lines": lines, "reconciled": reconciled, "unrelated": unrelated, "in_error": errors,
-        "envelopes_not_adding_up": ", ".join(e[0] for e in bad_envelopes)})
+        "envelopes_not_adding_up": ", ".join(bad_envelopes)})

@@ -19,6 +19,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from bridge_pipelines.reconciliation.audit import envelopes_not_adding_up
 from bridge_pipelines.statements.inbox import copy_into_inbox, safe_inbox_path
 from tests.bank_fixtures import *  # noqa: F403
 from tests.pipeline_helpers import envelope_row, fund, run_process, stage, states
@@ -400,6 +401,11 @@ def test_every_error_recon_reason_end_to_end(bridge_env, db: psycopg.Connection,
         for name in statements:
             statement_id = statement_of(db, name)["statement_id"]
             assert check_passed(instance, "statement_reconciliation", "reconciliation_adds_up", statement_id)
+        # the check's audit finds a counter that no longer equals the recount, for each statement that touched it
+        db.execute("UPDATE bridge.disbursement_envelope_batch_status SET number_of_disbursements_reversed = 2 "
+                   "WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
+        assert {name: envelopes_not_adding_up(db, statement_of(db, name)["statement_id"]) for name in statements} \
+            == {"day1.sta": [envelope.envelope_id], "day2.sta": [envelope.envelope_id], "day3-eur.sta": []}
 
 
 # --- 4. out-of-order arrival ----------------------------------------------------------------------------------------
