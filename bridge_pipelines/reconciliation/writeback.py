@@ -1,6 +1,6 @@
 """Reconciling one imported statement: load what its lines name, run the pure `reconcile`, write back in ONE
-transaction (COPY into temp tables, then set-based INSERT ... ON CONFLICT / UPDATE ... FROM), recount the envelope
-counters it touched."""
+transaction (COPY into temp tables, then set-based INSERT ... ON CONFLICT / UPDATE ... FROM), and move the counters of
+the envelopes it touched by what changed."""
 
 from __future__ import annotations
 
@@ -131,6 +131,59 @@ RECON_REMITTANCE_COLUMNS = {  # bridge.disbursement_recon column: match column
 }
 
 
+# One pass of the reversals: disbursements of recon_reversed still SHIPPED or RECONCILED -> REVERSED, one event each
+# with the state it came from, and the envelope counters moved by exactly that (see _write).
+REVERSE_SQL = """
+WITH target AS (
+    SELECT d.disbursement_id, d.disbursement_status AS from_status
+    FROM recon_reversed t JOIN bridge.disbursement d USING (disbursement_id)
+    WHERE d.disbursement_status = ANY (t.from_states)
+),
+changed AS (
+    UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
+           status_reason_code = 'REVERSED_BY_BANK'
+    FROM target t WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
+    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_amount, t.from_status
+),
+events AS (
+    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
+                                           reason_code, detail)
+    SELECT disbursement_id, disbursement_envelope_id, from_status, 'REVERSED', 'REVERSED_BY_BANK', %(detail)s
+    FROM changed
+),
+per_envelope AS (
+    SELECT disbursement_envelope_id, count(*) AS reversed, sum(disbursement_amount) AS amount,
+           count(*) FILTER (WHERE from_status = 'RECONCILED') AS was_reconciled,
+           coalesce(sum(disbursement_amount) FILTER (WHERE from_status = 'RECONCILED'), 0)
+               AS was_reconciled_amount
+    FROM changed GROUP BY disbursement_envelope_id
+),
+counted AS (
+    UPDATE bridge.disbursement_envelope_batch_status bs SET
+        number_of_disbursements_reversed = bs.number_of_disbursements_reversed + p.reversed,
+        total_disbursement_amount_reversed = bs.total_disbursement_amount_reversed + p.amount,
+        number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled - p.was_reconciled,
+        total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled
+                                               - p.was_reconciled_amount,
+        updated_at = now()
+    FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
+)
+SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM changed)"""
+
+
+def reverse(conn: psycopg.Connection, detail: str) -> int:
+    """Move the disbursements of recon_reversed to REVERSED; returns how many moved. A disbursement that another
+    statement's transaction moved meanwhile (SHIPPED -> RECONCILED, committed while this one waited for its row) is
+    skipped by a pass, since its state is no longer the one read, and taken by the next pass, which reads it again:
+    the counters move by the state each row really left."""
+    moved = 0
+    while True:
+        targets, changed = conn.execute(REVERSE_SQL, dict(detail=detail)).fetchone()
+        moved += changed
+        if changed == targets:
+            return moved
+
+
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
            optimistic: bool) -> tuple[int, int, list[str]]:
     """`optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
@@ -215,37 +268,27 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
                    status_reason_code = NULL
             FROM recon_reconciled t
             WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
-            RETURNING d.disbursement_envelope_id
+            RETURNING d.disbursement_envelope_id, d.disbursement_amount
         ),
         per_envelope AS (
-            SELECT disbursement_envelope_id, count(*) AS reconciled FROM changed GROUP BY disbursement_envelope_id
+            SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
+            FROM changed GROUP BY disbursement_envelope_id
         ),
         envelope_events AS (
             INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
             SELECT disbursement_envelope_id, 'RECONCILED',
                    format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
             FROM per_envelope
+        ),
+        counted AS (
+            UPDATE bridge.disbursement_envelope_batch_status bs SET
+                number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
+                total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
+                updated_at = now()
+            FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
         )
         SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0]
-    reversed_ = conn.execute("""
-        WITH target AS (
-            SELECT d.disbursement_id, d.disbursement_status AS from_status
-            FROM recon_reversed t JOIN bridge.disbursement d USING (disbursement_id)
-            WHERE d.disbursement_status = ANY (t.from_states)
-        ),
-        changed AS (
-            UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
-                   status_reason_code = 'REVERSED_BY_BANK'
-            FROM target t WHERE d.disbursement_id = t.disbursement_id
-            RETURNING d.disbursement_id, d.disbursement_envelope_id, t.from_status
-        ),
-        events AS (
-            INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
-                                                   reason_code, detail)
-            SELECT disbursement_id, disbursement_envelope_id, from_status, 'REVERSED', 'REVERSED_BY_BANK', %(detail)s
-            FROM changed
-        )
-        SELECT count(*) FROM changed""", dict(detail=detail)).fetchone()[0]
+    reversed_ = reverse(conn, detail)
     reconciled, reversed_ = int(reconciled), int(reversed_)
     envelopes = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
     envelopes |= {row[0] for row in conn.execute(
@@ -287,30 +330,6 @@ def _write_lines(conn: psycopg.Connection, result: ReconciliationResult) -> None
         conn.execute("""INSERT INTO bridge.statement_unrelated_line SELECT statement_id, page, entry_sequence,
             value_date, entry_date, mark, amount, left(currency, 3), customer_reference, bank_reference, information
             FROM recon_unrelated ON CONFLICT DO NOTHING""")
-
-
-def recount_envelopes(conn: psycopg.Connection, envelope_ids: list[str]) -> None:
-    """Set the reconciled / reversed counters of these envelopes from a recount (exact, idempotent)."""
-    if not envelope_ids:
-        return
-    conn.execute("""
-        UPDATE bridge.disbursement_envelope_batch_status bs SET
-            number_of_disbursements_reconciled = c.reconciled,
-            total_disbursement_amount_reconciled = c.reconciled_amount,
-            number_of_disbursements_reversed = c.reversed,
-            total_disbursement_amount_reversed = c.reversed_amount, updated_at = now()
-        FROM (SELECT e AS disbursement_envelope_id,
-                     count(*) FILTER (WHERE d.disbursement_status = 'RECONCILED') AS reconciled,
-                     coalesce(sum(d.disbursement_amount) FILTER (WHERE d.disbursement_status = 'RECONCILED'), 0)
-                         AS reconciled_amount,
-                     count(*) FILTER (WHERE d.disbursement_status = 'REVERSED') AS reversed,
-                     coalesce(sum(d.disbursement_amount) FILTER (WHERE d.disbursement_status = 'REVERSED'), 0)
-                         AS reversed_amount
-              FROM unnest(%s::text[]) AS e
-              LEFT JOIN bridge.disbursement d ON d.disbursement_envelope_id = e
-                    AND d.disbursement_status IN ('RECONCILED', 'REVERSED')
-              GROUP BY e) c
-        WHERE bs.disbursement_envelope_id = c.disbursement_envelope_id""", (envelope_ids,))
 
 
 # Lines reconciled per step of one statement's transaction: memory stays bounded by the step, not by the file (a
@@ -360,7 +379,6 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
             summary.add_step(lines.height, result, reconciled, reversed_, error_sample)
             del lines, disbursements, existing, result  # before the next step's are made
         summary.envelopes = sorted(envelopes)
-        recount_envelopes(conn, summary.envelopes)
         conn.execute("""UPDATE bridge.account_statement SET statement_process_status = 'RECONCILED',
                         number_of_lines_reconciled = %s, number_of_lines_unrelated = %s,
                         number_of_lines_in_error = %s, processed_at = now() WHERE statement_id = %s""",
