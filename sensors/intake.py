@@ -24,6 +24,7 @@ MAX_ATTEMPTS_PER_PENDING_SET = 3
 FINGERPRINT_TAG = "bridge/intake_fingerprint"
 COUNT_CAP = 100_000
 
+
 def _pending_sql(cap: int) -> str:
     return " UNION ALL ".join(
         f"SELECT '{table}', coalesce((SELECT max(staging_id) FROM staging.{table} WHERE intake_status = 'PENDING'), "
@@ -55,12 +56,12 @@ def intake_sensor(context: dg.SensorEvaluationContext, database: BridgeDatabase)
                     cursor=fingerprint)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"intake-{fingerprint}-{len(earlier)}",
-                                    tags={"bridge/pending_rows": _shown(pending), FINGERPRINT_TAG: fingerprint})],
+                                    tags={"bridge/pending_rows": _shown(total, pending),
+                                          FINGERPRINT_TAG: fingerprint})],
         cursor=fingerprint,
     )
 
 
-def _shown(pending: dict[str, tuple[int, int]]) -> str:
-    total = sum(count for _high, count in pending.values())
+def _shown(total: int, pending: dict[str, tuple[int, int]]) -> str:
     capped = any(count > COUNT_CAP for _high, count in pending.values())
     return f"at least {total:,}" if capped else str(total)
