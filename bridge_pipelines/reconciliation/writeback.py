@@ -365,7 +365,7 @@ def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: Par
         log.info("statement %s: another statement's reconciliation recorded some of the same disbursements "
                  "meanwhile; reconciling again with conflict handling", statement_id)
         summary = _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
-    if not conn.info.transaction_status:  # committed (not inside a caller's transaction)
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:  # committed, not in a caller's transaction
         refresh_statistics(conn, "bridge.disbursement",
                            summary.disbursements_reconciled + summary.disbursements_reversed)
     return summary
