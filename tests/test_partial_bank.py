@@ -27,8 +27,14 @@ class PickyBank(ExampleBankClient):
 
     refuse_block = False
     forgetful: bool | None = None  # True: forwards the whole batch, omits the last answer; False: forwards as is
+    contradicting = False  # forwards the whole batch, then answers its first payment a second time, REJECTED
 
     def submit_payment_batch_frame(self, batch_id, account_number, currency, block_reference, payments):
+        if PickyBank.contradicting:
+            ack = super().submit_payment_batch_frame(batch_id, account_number, currency, block_reference, payments)
+            again = ack.results.head(1).with_columns(pl.lit("REJECTED").alias("status"),
+                                                     pl.lit("INVALID_ACCOUNT").alias("reason_code"))
+            return BatchAcknowledgement(batch_id, pl.concat([ack.results, again]), ack.received_at, ack.replayed)
         if PickyBank.forgetful is not None:
             ack = super().submit_payment_batch_frame(batch_id, account_number, currency, block_reference, payments)
             results = ack.results.head(-1) if PickyBank.forgetful else ack.results
@@ -52,7 +58,7 @@ def picky_bank(bridge_env, make_example_bank, monkeypatch):
     monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
     bank = make_example_bank(bank_failure_rate=0.0)
     register_connector("PICKY", lambda settings: PickyBank(bank.url, bank.token))
-    PickyBank.refuse_block, PickyBank.forgetful = False, None
+    PickyBank.refuse_block, PickyBank.forgetful, PickyBank.contradicting = False, None, False
     yield bank
     unregister_connector("PICKY")
 
@@ -130,3 +136,24 @@ def test_an_acknowledgement_lacking_a_payment_records_nothing_and_the_batch_is_s
         assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"SHIPPED": 12}
     assert_each_debited_once(db, 12, "sent again, paid once")
+
+
+def test_an_acknowledgement_answering_a_payment_twice_records_nothing_and_the_batch_is_sent_again(
+        picky_bank, db: psycopg.Connection, monkeypatch) -> None:
+    """The bank's answer names one payment twice, ACCEPTED then REJECTED: which one holds cannot be told, so nothing
+    of the answer is recorded (members RESOLVED, batch PENDING) and the batch is sent again, nobody paid twice."""
+    PickyBank.contradicting = True
+    staged = _staged_for_picky_bank(picky_bank, db, 9)
+    with dg.DagsterInstance.ephemeral() as instance:
+        report = _intake_then_ship(instance, monkeypatch)
+        assert not report.success
+        assert "names 1 payment reference(s) more than once" in (report.runs[0].error or "")
+        assert states(db, staged["envelope"]) == {"RESOLVED": 9}
+        assert db.execute("SELECT disbursement_payment_status FROM bridge.bank_disbursement_batch_status"
+                          ).fetchall() == [("PENDING",)]
+
+        PickyBank.contradicting, PickyBank.forgetful = False, False  # now forwards the bank's answer as it is
+        report = run_process(instance)
+        assert report.success, [r.error for r in report.runs]
+    assert states(db, staged["envelope"]) == {"SHIPPED": 9}
+    assert_each_debited_once(db, 9, "sent again, paid once")

@@ -43,7 +43,7 @@ class ShipmentIncomplete(RuntimeError):
 class _InFlight:
     index: int
     batch_id: str
-    payments: int
+    members: pl.DataFrame  # the payments sent (record_acknowledgement's members)
     answer: Future  # -> (BatchAcknowledgement, seconds in the call)
 
 
@@ -102,30 +102,34 @@ SELECT count(*) FROM batches
 
 # A batch's members, in the order they were planned, with their state (batch_payments keeps those still waiting for
 # the bank's answer: RESOLVED; not filtered here, see record_acknowledgement). For programs without the ID mapper the
-# beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address).
-MEMBERS_SQL = """
+# beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address): there is no
+# resolution row to look up for them.
+_MEMBERS_SQL = """
 SELECT d.disbursement_status, d.bank_reference AS payment_reference, d.disbursement_id, d.disbursement_amount AS amount,
-       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, d.beneficiary_id, m.fa_type,
-       m.bank_account_number, m.bank_code, m.branch_code, m.mobile_number, m.email_address, m.wallet_provider
+       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, d.beneficiary_id{fa_columns}
 FROM bridge.bank_disbursement_batch_status b
 CROSS JOIN LATERAL unnest(b.member_disbursement_ids) WITH ORDINALITY AS member(disbursement_id, position)
 JOIN bridge.disbursement d ON d.disbursement_id = member.disbursement_id
-JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
-LEFT JOIN bridge.mapper_resolution_details m ON m.disbursement_id = d.disbursement_id AND m.mapper_status = 'RESOLVED'
+JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id{fa_join}
 WHERE b.bank_disbursement_batch_id = %s
 ORDER BY member.position
 """
+MEMBERS_SQL = _MEMBERS_SQL.format(
+    fa_columns=", m.fa_type, " + ", ".join(f"m.{name}" for name in FA_FIELDS),
+    fa_join="\nLEFT JOIN bridge.mapper_resolution_details m ON m.disbursement_id = d.disbursement_id "
+            "AND m.mapper_status = 'RESOLVED'")
+MEMBERS_WITHOUT_MAPPER_SQL = _MEMBERS_SQL.format(fa_columns="", fa_join="")
 
 
 def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
-    """The payments of a recorded batch that the bank has not answered for yet (PAYMENT_COLUMNS + disbursement_id)."""
-    members = read_frame(conn, MEMBERS_SQL, (batch_id,))
+    """The payments of a recorded batch that the bank has not answered for yet (PAYMENT_COLUMNS + disbursement_id and
+    beneficiary_id); record_acknowledgement takes this frame as the members the answer is for."""
+    members = read_frame(conn, MEMBERS_SQL if mapper_required else MEMBERS_WITHOUT_MAPPER_SQL, (batch_id,))
     if members.height:
         members = members.filter(pl.col("disbursement_status") == "RESOLVED").drop("disbursement_status")
     if members.height == 0 or mapper_required:
         return members
-    parsed = with_parsed_financial_address(members.drop("fa_type", *FA_FIELDS).lazy(), "beneficiary_id").collect()
-    return parsed.select(members.columns)
+    return with_parsed_financial_address(members.lazy(), "beneficiary_id").drop("fa_error").collect()
 
 
 def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) -> int:
@@ -196,34 +200,53 @@ def _record_attempt_failure(conn: psycopg.Connection, envelope_id: str, batch_id
                         WHERE disbursement_envelope_id = %s""", (code, final, envelope_id))
 
 
-def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id: str,
-                           ack: BatchAcknowledgement) -> tuple[int, int, dict[str, int]]:
-    """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters."""
+# The members of a batch with their state, read in the acknowledgement's own transaction when the caller has not
+# kept them from sending (a batch settled after a cancellation). Filtered in Polars, not by a constant state here
+# (see record_acknowledgement).
+_MEMBER_STATES_SQL = """
+SELECT d.disbursement_id, d.bank_reference AS payment_reference, d.disbursement_status
+FROM bridge.bank_disbursement_batch_status b
+CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
+JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
+WHERE b.bank_disbursement_batch_id = %s
+"""
+
+
+def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id: str, ack: BatchAcknowledgement,
+                           members: pl.DataFrame | None = None) -> tuple[int, int, dict[str, int]]:
+    """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters.
+
+    `members`: the batch's payments as sent (batch_payments: disbursement_id and payment_reference of each member
+    that was RESOLVED when read); None reads them now. A member whose state changed since it was read is not touched:
+    the UPDATE moves only members still RESOLVED."""
     with conn.transaction():
-        conn.execute("CREATE TEMP TABLE payment_ack (payment_reference text COLLATE \"C\" PRIMARY KEY, status text, "
-                     "reason_code text) ON COMMIT DROP")
-        copy_frame(conn, ack.results.select("payment_reference", "status", "reason_code"), "payment_ack")
-        # statistics: without them the planner guesses the temp tables' sizes and, for a 10,000-payment batch, chose
-        # plans that scanned the whole envelope (6-10 s per batch at 1,000,000 disbursements instead of ~0.1 s)
-        conn.execute("ANALYZE payment_ack")
-        # Each member of the batch with its state now and the bank's answer for its reference (null: none), found
-        # by primary key from the batch's member list. Nothing here restricts bridge.disbursement by state: its
-        # statistics lag behind the run (at the start of shipping they may still say that no disbursement is
-        # RESOLVED), and a plan built on "one RESOLVED row" scanned the whole envelope once per member (406 s for one
-        # 10,000-payment batch of a 300,000 envelope). The state is compared below as a join to this table only.
-        conn.execute("""CREATE TEMP TABLE batch_member ON COMMIT DROP AS
-                        SELECT d.disbursement_id, d.disbursement_status, a.status, a.reason_code
-                        FROM bridge.bank_disbursement_batch_status b
-                        CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
-                        JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
-                        LEFT JOIN payment_ack a ON a.payment_reference = d.bank_reference
-                        WHERE b.bank_disbursement_batch_id = %s""", (batch_id,))
-        conn.execute("DELETE FROM batch_member WHERE disbursement_status <> 'RESOLVED'")  # answered before
-        conn.execute("ANALYZE batch_member")
-        missing = conn.execute("SELECT count(*) FROM batch_member WHERE status IS NULL").fetchone()[0]
+        if members is None:
+            members = read_frame(conn, _MEMBER_STATES_SQL, (batch_id,)).filter(
+                pl.col("disbursement_status") == "RESOLVED")
+        answers = ack.results.select("payment_reference", "status", "reason_code")
+        repeated = answers.height - answers["payment_reference"].n_unique()
+        if repeated:
+            raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement names {repeated} payment "
+                                     "reference(s) more than once; the batch stays PENDING and will be sent again")
+        # Each waiting member with the bank's answer for its reference, joined here (Polars) rather than in the
+        # database: the only rows written are the ones the UPDATE below reads, each found by primary key.
+        answered = (members.select("disbursement_id", "payment_reference")
+                    .join(answers, on="payment_reference", how="left")
+                    .with_columns(pl.lit("RESOLVED").alias("from_status")))
+        missing = answered["status"].null_count()
         if missing:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
                                      "the batch stays PENDING and will be sent again")
+        conn.execute("CREATE TEMP TABLE batch_member (disbursement_id text COLLATE \"C\", from_status text, "
+                     "status text, reason_code text) ON COMMIT DROP")
+        copy_frame(conn, answered, "batch_member", ["disbursement_id", "from_status", "status", "reason_code"])
+        # statistics: without them the planner guesses the temp table's size (and chose plans that scanned the
+        # whole envelope per batch: 6-10 s per batch at 1,000,000 disbursements instead of ~0.1 s)
+        conn.execute("ANALYZE batch_member")
+        # Nothing here restricts bridge.disbursement by state with a constant: its statistics lag behind the run (at
+        # the start of shipping they may still say that no disbursement is RESOLVED), and a plan built on "one
+        # RESOLVED row" scanned the whole envelope once per member (406 s for one 10,000-payment batch of a 300,000
+        # envelope). The state is compared with a column of batch_member instead.
         # A batch is a few ten thousand members of an envelope of millions: each member is found by primary key. The
         # planner costs two other plans as cheaper, and both read far more: a merge join reads the disbursement index
         # from its first entry up to the batch's last member (the whole envelope up to that batch: 1,000,000 entries
@@ -240,8 +263,8 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                        status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
                        shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
                        shipment_batch_id = %(batch_id)s
-                   FROM batch_member a  -- still RESOLVED: compared with the member's state, not a constant (above)
-                   WHERE d.disbursement_id = a.disbursement_id AND d.disbursement_status = a.disbursement_status
+                   FROM batch_member a  -- still RESOLVED: compared with a column, not a constant (above)
+                   WHERE d.disbursement_id = a.disbursement_id AND d.disbursement_status = a.from_status
                    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
                              d.status_reason_code, d.disbursement_amount
                ),
@@ -298,16 +321,17 @@ def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBan
         ack, call_seconds = batch.answer.result()
         result.bank_seconds += call_seconds
         fault_point("after_bank_call")
-        shipped, failed_count, reasons = record_acknowledgement(conn, envelope_id, batch.batch_id, ack)
+        shipped, failed_count, reasons = record_acknowledgement(conn, envelope_id, batch.batch_id, ack,
+                                                                batch.members)
         result.batches_sent += 1
         result.shipped += shipped
         result.failed += failed_count
         for reason, count in reasons.items():
             result.failed_by_reason[reason] = result.failed_by_reason.get(reason, 0) + count
-        sent_rows += batch.payments
+        sent_rows += batch.members.height
         elapsed = time.perf_counter() - started
         progress(f"envelope {envelope_id}: batch {batch.index} of {len(pending)} ({batch.batch_id}, "
-                 f"{batch.payments} payments) acknowledged; {sent_rows / elapsed:,.0f} payments/s")
+                 f"{batch.members.height} payments) acknowledged; {sent_rows / elapsed:,.0f} payments/s")
 
     # The bank works on batch n while batch n-1's answer is recorded and batch n+1 is read: one bank call in flight
     # beside the database work, never more. Each batch's intent is recorded before its call and its answer after,
@@ -343,7 +367,7 @@ def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBan
                 conn.execute("UPDATE bridge.bank_disbursement_batch_status SET attempts = attempts + 1, "
                              "latest_timestamp = now() WHERE bank_disbursement_batch_id = %s", (batch_id,))
                 fault_point("after_batch_recorded")
-                in_flight.append(_InFlight(index, batch_id, payments.height, bank_thread.submit(send, batch_id, payments)))
+                in_flight.append(_InFlight(index, batch_id, payments, bank_thread.submit(send, batch_id, payments)))
                 if len(in_flight) > 1:
                     acknowledge(in_flight.popleft())
             while in_flight:
@@ -353,7 +377,7 @@ def ship_envelope(conn: psycopg.Connection, envelope: Envelope, bank: SponsorBan
             for batch in in_flight:
                 try:
                     ack, _seconds = batch.answer.result()
-                    record_acknowledgement(conn, envelope_id, batch.batch_id, ack)
+                    record_acknowledgement(conn, envelope_id, batch.batch_id, ack, batch.members)
                 except Exception as error:  # noqa: BLE001 - the first error is the one raised
                     log.warning("batch %s: answer not recorded (%s); it will be sent again", batch.batch_id, error)
             raise
