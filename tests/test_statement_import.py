@@ -232,8 +232,8 @@ def test_the_same_file_twice_is_imported_once(bridge_env, db: psycopg.Connection
         assert len(recon_before) == 2
         # the statement as recorded: the file's exact bytes and what was read from it
         row = db.execute(
-            "SELECT raw_file, file_sha256, file_size, statement_format, number_of_pages, number_of_lines, account_number, "
-            "length(currency), closing_balance - opening_balance, statement_date IS NOT NULL, "
+            "SELECT raw_file, file_sha256, file_size, statement_format, number_of_pages, number_of_lines, "
+            "account_number, length(currency), closing_balance - opening_balance, statement_date IS NOT NULL, "
             "processed_at >= received_at FROM bridge.account_statement").fetchone()
         assert (bytes(row[0]), row[1], row[2]) == (data, hashlib.sha256(data).hexdigest(), len(data))
         assert row[3:] == ("MT940", 1, 3, envelope.account, 3, Decimal("100.00") - first.amount - second.amount,
