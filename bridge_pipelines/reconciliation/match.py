@@ -126,7 +126,7 @@ def reconcile(lines: pl.DataFrame, disbursements: pl.DataFrame, existing: pl.Dat
                        & (pl.col("reversal_page") == pl.col("page"))
                        & (pl.col("reversal_entry_sequence") == pl.col("entry_sequence")))))
     valid = valid.sort(key).with_columns(
-        (pl.int_range(pl.len()).over(["disbursement_id", "match_kind"]) > 0).alias("_later_in_input"),
+        (~pl.struct("disbursement_id", "match_kind").is_first_distinct()).alias("_later_in_input"),
         seen_line_matches.fill_null(False).alias("_seen_before"))
     duplicate = pl.col("_later_in_input") | pl.col("_seen_before")
     matches = valid.filter(~duplicate)
