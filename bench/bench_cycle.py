@@ -620,6 +620,7 @@ class Bench:
         from bridge_pipelines.bank.example_bank_client import ExampleBankClient
         from bridge_pipelines.config import load_settings
         from bridge_pipelines.demo import stage_demo
+        from bridge_pipelines.process import process_instance
         from bridge_pipelines.serving import start_server
 
         business_date = date.today()
@@ -635,7 +636,8 @@ class Bench:
         os.environ["BRIDGE_BANK_URL"] = bank.url
         os.environ["BRIDGE_BANK_TOKEN"] = settings.bank_token
         self.sampler.start()
-        instance_cm = dg.DagsterInstance.ephemeral() if self.args.ephemeral_dagster else dg.DagsterInstance.get()
+        # the instance `bridge process` uses (see process_instance)
+        instance_cm = dg.DagsterInstance.ephemeral() if self.args.ephemeral_dagster else process_instance()
         print(f"bench_cycle: {self.size:,} disbursements; database {self.env.database_url}; "
               f"Dagster instance: {'ephemeral (in memory)' if self.args.ephemeral_dagster else 'dagster.yaml, dagster-postgres'}",
               flush=True)

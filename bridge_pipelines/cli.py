@@ -48,16 +48,14 @@ def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    import dagster as dg
-
     from bridge_pipelines.dagster_home import ensure_dagster_home
-    from bridge_pipelines.process import process
+    from bridge_pipelines.process import process, process_instance
 
     url = _database_url(settings)
     ensure_dagster_home(settings, url)
     from bridge_pipelines.definitions import defs
 
-    with dg.DagsterInstance.get() as instance:
+    with process_instance() as instance:
         report = process(instance, defs, url, max_rounds=args.max_rounds)
     for run in report.runs:
         where = f" [{run.partition_key}]" if run.partition_key else ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -61,6 +63,17 @@ def _failure_message(result) -> str:
                 return (cause.message if cause is not None else data.error.message).strip()
     failures = [event for event in result.all_events if event.is_failure]
     return failures[0].message if failures else "run failed"
+
+
+@contextmanager
+def process_instance() -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance of $DAGSTER_HOME, for one `process`. Its PostgreSQL storage opens a new connection for
+    every call by default (so that idle instances hold none); a pass makes hundreds of calls (each event of each run
+    is one), about 3.5 ms each just to connect. Here the storage keeps a connection for the pass instead, as Dagster's
+    webserver does (`optimize_for_webserver`); no statement timeout is set on it."""
+    with dg.DagsterInstance.get() as instance:
+        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+        yield instance
 
 
 def _run_exists(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
