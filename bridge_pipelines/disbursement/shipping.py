@@ -121,12 +121,18 @@ MEMBERS_SQL = _MEMBERS_SQL.format(
 MEMBERS_WITHOUT_MAPPER_SQL = _MEMBERS_SQL.format(fa_columns="", fa_join="")
 
 
-def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
-    """The payments of a recorded batch that the bank has not answered for yet (PAYMENT_COLUMNS + disbursement_id and
-    beneficiary_id); record_acknowledgement takes this frame as the members the answer is for."""
+def _waiting_members(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
+    """The members of a recorded batch still waiting for the bank's answer (RESOLVED), as MEMBERS_SQL reads them."""
     members = read_frame(conn, MEMBERS_SQL if mapper_required else MEMBERS_WITHOUT_MAPPER_SQL, (batch_id,))
     if members.height:
         members = members.filter(pl.col("disbursement_status") == "RESOLVED").drop("disbursement_status")
+    return members
+
+
+def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
+    """The payments of a recorded batch that the bank has not answered for yet (PAYMENT_COLUMNS + disbursement_id and
+    beneficiary_id); record_acknowledgement takes this frame as the members the answer is for."""
+    members = _waiting_members(conn, batch_id, mapper_required)
     if members.height == 0 or mapper_required:
         return members
     return with_parsed_financial_address(members.lazy(), "beneficiary_id").drop("fa_error").collect()
@@ -200,29 +206,16 @@ def _record_attempt_failure(conn: psycopg.Connection, envelope_id: str, batch_id
                         WHERE disbursement_envelope_id = %s""", (code, final, envelope_id))
 
 
-# The members of a batch with their state, read in the acknowledgement's own transaction when the caller has not
-# kept them from sending (a batch settled after a cancellation). Filtered in Polars, not by a constant state here
-# (see record_acknowledgement).
-_MEMBER_STATES_SQL = """
-SELECT d.disbursement_id, d.bank_reference AS payment_reference, d.disbursement_status
-FROM bridge.bank_disbursement_batch_status b
-CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
-JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
-WHERE b.bank_disbursement_batch_id = %s
-"""
-
-
 def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id: str, ack: BatchAcknowledgement,
                            members: pl.DataFrame | None = None) -> tuple[int, int, dict[str, int]]:
     """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters.
 
     `members`: the batch's payments as sent (batch_payments: disbursement_id and payment_reference of each member
-    that was RESOLVED when read); None reads them now. A member whose state changed since it was read is not touched:
-    the UPDATE moves only members still RESOLVED."""
+    that was RESOLVED when read); None reads them now, in this transaction (a batch settled after a cancellation). A
+    member whose state changed since it was read is not touched: the UPDATE moves only members still RESOLVED."""
     with conn.transaction():
         if members is None:
-            members = read_frame(conn, _MEMBER_STATES_SQL, (batch_id,)).filter(
-                pl.col("disbursement_status") == "RESOLVED")
+            members = _waiting_members(conn, batch_id, mapper_required=False)  # only ids and references are used
         answers = ack.results.select("payment_reference", "status", "reason_code")
         repeated = answers.height - answers["payment_reference"].n_unique()
         if repeated:

@@ -164,6 +164,12 @@ def _run_once(
     return summary
 
 
+def highest_pending_sql(staging_table: str) -> str:
+    """The highest staging_id still PENDING in the staging table: what the intake sensor asks every tick, through the
+    partial index of pending rows (and what _after_commit asks once after a run, for that index's sake)."""
+    return f"SELECT max(staging_id) FROM staging.{staging_table} WHERE intake_status = 'PENDING'"
+
+
 def _after_commit(conn: psycopg.Connection, summary: IntakeSummary) -> None:
     """After a large run's commit, for each staging table it processed:
     - statistics again: the ones taken inside the run (see _run_stage) say that the rows are pending, and a query
@@ -174,8 +180,7 @@ def _after_commit(conn: psycopg.Connection, summary: IntakeSummary) -> None:
       the entries does that scan once, here, instead of the sensor."""
     for table, rows in summary.processed.items():
         if refresh_statistics(conn, f"staging.{table}", rows):
-            conn.execute(sql.SQL("SELECT max(staging_id) FROM staging.{} WHERE intake_status = 'PENDING'").format(
-                sql.Identifier(table)))
+            conn.execute(highest_pending_sql(table))
 
 
 def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | None) -> dict[str | None, int]:
