@@ -268,3 +268,41 @@ def test_a_disbursement_names_an_envelope_that_exists_and_envelopes_stay(db):
     with db.transaction():
         db.execute(insert, ("ENV-1",))  # an envelope that exists: accepted
     assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone() == (2,)
+
+
+def test_a_disbursement_id_amount_and_bank_reference_are_checked_on_insert_and_never_change(db):
+    """Migration 0016 checks these three rules once per INSERT statement (not at every change of state): the same
+    error as the CHECK constraints they replace (23514, naming the constraint), the whole statement refused; and
+    the three columns can no longer be updated. The rules on the state are still CHECK constraints."""
+    ready_envelope(db)
+    disbursement(db, "D1", amount="100.00")
+    intake(db)
+    insert = ("INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, beneficiary_id, "
+              "beneficiary_name, disbursement_amount, narrative, bank_reference) "
+              "VALUES ('D8', 'ENV-1', 'B', 'N', 1, 'x', 'GTEST0000000008'), (%s, 'ENV-1', 'B', 'N', %s, 'x', %s)")
+    for values, constraint in ((("", 1, "GTEST0000000009"), "disbursement_disbursement_id_check"),
+                               (("D" * 65, 1, "GTEST0000000009"), "disbursement_disbursement_id_check"),
+                               (("D9", 0, "GTEST0000000009"), "disbursement_disbursement_amount_check"),
+                               (("D9", -5, "GTEST0000000009"), "disbursement_disbursement_amount_check"),
+                               (("D9", 1, "gtest0000000009"), "disbursement_bank_reference_check"),
+                               (("D9", 1, "G-TEST"), "disbursement_bank_reference_check")):
+        with pytest.raises(psycopg.errors.CheckViolation, match=constraint) as refused:
+            with db.transaction():
+                db.execute(insert, values)
+        assert refused.value.diag.constraint_name == constraint
+    for statement in ("UPDATE bridge.disbursement SET disbursement_amount = 1",
+                      "UPDATE bridge.disbursement SET bank_reference = 'GTEST0000000007'",
+                      "UPDATE bridge.disbursement SET disbursement_id = 'D7'"):
+        with pytest.raises(psycopg.errors.RaiseException, match="never change"):
+            with db.transaction():
+                db.execute(statement)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        with db.transaction():
+            db.execute("UPDATE bridge.disbursement SET disbursement_status = 'PAID'")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        with db.transaction():
+            db.execute("UPDATE bridge.disbursement SET disbursement_status = 'CANCELLED'")  # without cancelled_at
+    with db.transaction():
+        db.execute(insert, ("D9", "0.01", "GTEST0000000009"))  # every rule kept: accepted
+    assert db.execute("SELECT disbursement_id, disbursement_amount FROM bridge.disbursement ORDER BY 1").fetchall() == [
+        ("D1", Decimal("100.00")), ("D8", Decimal("1")), ("D9", Decimal("0.01"))]
