@@ -190,3 +190,13 @@ def test_statistics_are_refreshed_only_after_a_bulk_change(db, changed, analysed
     db.execute("CREATE TABLE bridge.scratch AS SELECT g AS n FROM generate_series(1, 100) g")
     assert refresh_statistics(db, "bridge.scratch", changed) is analysed
     assert (db.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'scratch'").fetchone()[0] > 0) is analysed
+
+
+def test_statistics_of_named_columns_only(db):
+    """After a change of state only the state columns are analysed (DISBURSEMENT_STATE_COLUMNS): the others keep
+    the statistics they had, and the table's row count is refreshed all the same."""
+    db.execute("CREATE TABLE bridge.scratch AS SELECT g AS n, 'S' || (g % 3) AS state FROM generate_series(1, 100) g")
+    assert refresh_statistics(db, "bridge.scratch", ANALYZE_AFTER_ROWS, columns=["state"])
+    assert db.execute("SELECT array_agg(attname::text) FROM pg_stats WHERE tablename = 'scratch'").fetchone()[0] == [
+        "state"]
+    assert db.execute("SELECT reltuples FROM pg_class WHERE oid = 'bridge.scratch'::regclass").fetchone()[0] == 100

@@ -12,7 +12,7 @@ import polars as pl
 import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
-from bridge_pipelines.db.statistics import refresh_statistics
+from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
                                                    ReconciliationResult, extract_references, reconcile)
@@ -367,7 +367,8 @@ def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: Par
         summary = _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:  # committed, not in a caller's transaction
         refresh_statistics(conn, "bridge.disbursement",
-                           summary.disbursements_reconciled + summary.disbursements_reversed)
+                           summary.disbursements_reconciled + summary.disbursements_reversed,
+                           DISBURSEMENT_STATE_COLUMNS)
     return summary
 
 
