@@ -37,6 +37,9 @@ EXISTING_RECON_SCHEMA = {
 }
 
 SHIPPED_STATES = ("SHIPPED", "RECONCILED", "REVERSED")
+# The states a disbursement is in once a statement line reconciled or reversed it (and so its reconciliation row
+# exists): the write-back records the row and moves the state in one transaction.
+SETTLED_STATES = ("RECONCILED", "REVERSED")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from bridge_pipelines.db.frames import copy_frame, read_frame
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
-                                                   ReconciliationResult, extract_references, reconcile)
+                                                   SETTLED_STATES, ReconciliationResult, extract_references, reconcile)
 from bridge_pipelines.statements.model import AMOUNT_DTYPE, ParsedStatementFile
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,10 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
     # Temp tables have no statistics until analysed: without them the planner guesses ~200 distinct references and
     # probes the disbursement index once per line (a nested loop) instead of hashing the statement's references.
     conn.execute("ANALYZE recon_ref, recon_batch")
-    # The disbursements the lines name, kept for the reconciliations already recorded for them: those are then
-    # found by primary key, not by scanning every reconciliation for the statement's references again (at
-    # 10,000,000 reconciliations that scan took 10 s per statement).
     # NOT EXISTS and the UNION (not NOT IN, not IN ... OR IN ...): those stay per-row subplans, hashed only while
     # the statement's references fit in work_mem; beyond ~100,000 references each row scanned the whole list
     # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
-    conn.execute("""
-        CREATE TEMP TABLE recon_candidate ON COMMIT DROP AS
+    disbursements = read_frame(conn, """
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
                d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status
         FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
@@ -99,20 +95,28 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
         JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
         JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
         WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)
-          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""")
-    conn.execute("ANALYZE recon_candidate")
-    disbursements = read_frame(conn, "SELECT * FROM recon_candidate", schema=DISBURSEMENT_SCHEMA)
+          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
-    existing = read_frame(conn, """
-        SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
-               r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
-        FROM recon_candidate c JOIN bridge.disbursement_recon r USING (disbursement_id)""",
-                          schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
-    if existing.height == 0:
-        existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
-    else:
-        existing = existing.with_columns((pl.col("reversal_found") == "t").alias("reversal_found"))
+    # The reconciliations already recorded for these disbursements. One is only ever written in the transaction
+    # that moves its disbursement out of SHIPPED (to RECONCILED or REVERSED), so only the disbursements in those
+    # two states can have one: on a statement of new payments (nearly every line of a cycle's first statement)
+    # there is nothing to look up. The others are found by primary key, not by scanning every reconciliation for
+    # the statement's references (at 10,000,000 reconciliations that scan took 10 s per statement).
+    settled = (disbursements.filter(pl.col("disbursement_status").is_in(SETTLED_STATES))
+               .select("disbursement_id").unique())
+    existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
+    if settled.height:
+        conn.execute("CREATE TEMP TABLE recon_settled (disbursement_id text COLLATE \"C\") ON COMMIT DROP")
+        copy_frame(conn, settled, "recon_settled")
+        conn.execute("ANALYZE recon_settled")
+        found = read_frame(conn, """
+            SELECT r.disbursement_id, r.remittance_statement_id, r.remittance_page, r.remittance_entry_sequence,
+                   r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence
+            FROM recon_settled s JOIN bridge.disbursement_recon r USING (disbursement_id)""",
+                           schema={k: v for k, v in EXISTING_RECON_SCHEMA.items() if k != "reversal_found"})
+        if found.height:
+            existing = found.with_columns((pl.col("reversal_found") == "t").alias("reversal_found"))
     return disbursements, existing
 
 
@@ -349,7 +353,7 @@ def _write_lines(conn: psycopg.Connection, result: ReconciliationResult) -> None
 # following the previous one, which gives the same result: a line naming a disbursement that an earlier line already
 # remitted or reversed is a duplicate either way (earlier steps' rows are read back as existing reconciliations).
 RECONCILE_STEP_LINES = 1_000_000
-_STEP_TABLES = ("recon_ref, recon_batch, recon_candidate, recon_match, recon_reconciled, recon_reversed, recon_error, "
+_STEP_TABLES = ("recon_ref, recon_batch, recon_settled, recon_match, recon_reconciled, recon_reversed, recon_error, "
                 "recon_unrelated")
 
 
