@@ -146,14 +146,19 @@ added AS (
            staging_id
     FROM wave WHERE error_code IS NULL AND NOT is_noop
 ),
+-- what each envelope received in this wave, aggregated once: as a subquery of the UPDATE below it was aggregated
+-- again for every envelope the UPDATE joined it with (a sort of the whole wave each time)
+added_per_envelope AS MATERIALIZED (
+    SELECT disbursement_envelope_id, count(*) AS added_count, sum(disbursement_amount) AS added_amount
+    FROM wave WHERE error_code IS NULL AND NOT is_noop
+    GROUP BY disbursement_envelope_id
+),
 counted AS (
     UPDATE bridge.disbursement_envelope_batch_status bs SET
         number_of_disbursements_received = bs.number_of_disbursements_received + a.added_count,
         total_disbursement_amount_received = bs.total_disbursement_amount_received + a.added_amount,
         updated_at = now()
-    FROM (SELECT disbursement_envelope_id, count(*) AS added_count, sum(disbursement_amount) AS added_amount
-          FROM wave WHERE error_code IS NULL AND NOT is_noop
-          GROUP BY disbursement_envelope_id) a
+    FROM added_per_envelope a
     WHERE bs.disbursement_envelope_id = a.disbursement_envelope_id
 ),
 breached AS (
