@@ -244,15 +244,22 @@ def test_a_disbursement_is_never_deleted(db):
     assert db.execute("SELECT count(*) FROM bridge.disbursement").fetchone() == (1,)
 
 
-def test_a_disbursement_names_an_envelope_that_exists_and_envelopes_stay(db):
-    """Migration 0012 replaced the per-row foreign key disbursement -> envelope by a per-statement check: the same
-    error (23503) for a missing envelope, and envelopes can be neither deleted nor renamed."""
+# An INSERT into bridge.disbursement as another writer than intake would make it (the database's own guarantees).
+DIRECT_INSERT = ("INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, beneficiary_id, "
+                 "beneficiary_name, disbursement_amount, narrative, bank_reference) ")
+
+
+def _one_accepted_disbursement(db) -> None:
     ready_envelope(db)
     disbursement(db, "D1", amount="100.00")
     intake(db)
-    insert = ("INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, beneficiary_id, "
-              "beneficiary_name, disbursement_amount, narrative, bank_reference) "
-              "VALUES ('D9', %s, 'B', 'N', 1, 'x', 'GTEST0000000009')")
+
+
+def test_a_disbursement_names_an_envelope_that_exists_and_envelopes_stay(db):
+    """Migration 0012 replaced the per-row foreign key disbursement -> envelope by a per-statement check: the same
+    error (23503) for a missing envelope, and envelopes can be neither deleted nor renamed."""
+    _one_accepted_disbursement(db)
+    insert = DIRECT_INSERT + "VALUES ('D9', %s, 'B', 'N', 1, 'x', 'GTEST0000000009')"
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="NO-SUCH-ENVELOPE"):
         with db.transaction():
             db.execute(insert, ("NO-SUCH-ENVELOPE",))
@@ -274,12 +281,9 @@ def test_a_disbursement_id_amount_and_bank_reference_are_checked_on_insert_and_n
     """Migration 0016 checks these three rules once per INSERT statement (not at every change of state): the same
     error as the CHECK constraints they replace (23514, naming the constraint), the whole statement refused; and
     the three columns can no longer be updated. The rules on the state are still CHECK constraints."""
-    ready_envelope(db)
-    disbursement(db, "D1", amount="100.00")
-    intake(db)
-    insert = ("INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, beneficiary_id, "
-              "beneficiary_name, disbursement_amount, narrative, bank_reference) "
-              "VALUES ('D8', 'ENV-1', 'B', 'N', 1, 'x', 'GTEST0000000008'), (%s, 'ENV-1', 'B', 'N', %s, 'x', %s)")
+    _one_accepted_disbursement(db)
+    insert = DIRECT_INSERT + ("VALUES ('D8', 'ENV-1', 'B', 'N', 1, 'x', 'GTEST0000000008'), "
+                              "(%s, 'ENV-1', 'B', 'N', %s, 'x', %s)")
     for values, constraint in ((("", 1, "GTEST0000000009"), "disbursement_disbursement_id_check"),
                                (("D" * 65, 1, "GTEST0000000009"), "disbursement_disbursement_id_check"),
                                (("D9", 0, "GTEST0000000009"), "disbursement_disbursement_amount_check"),
