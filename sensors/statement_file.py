@@ -47,9 +47,11 @@ def statement_sensor(context: dg.SensorEvaluationContext, database: BridgeDataba
                                f"{len(registrations)} file(s) seen, none new: " +
                                "; ".join(f"{r.file_name}: {r.detail}" for r in registrations[:5]))
     # Partitions are added here, before the run requests are returned, so that the requests validate the same way
-    # under the daemon and under `bridge process`.
+    # under the daemon and under `bridge process`. A statement to run again may lack its partition too: registered
+    # by a tick that ended before it added it (or by `register_new_files` called outside the sensor).
     known = set(context.instance.get_dynamic_partitions(statement_partitions.name))
-    missing = [item.statement_id for item in new if item.statement_id not in known]
+    wanted = [item.statement_id for item in new] + [statement_id for statement_id, *_ in retries]
+    missing = list(dict.fromkeys(key for key in wanted if key not in known))
     if missing:
         context.instance.add_dynamic_partitions(statement_partitions.name, missing)
     requests = [dg.RunRequest(partition_key=item.statement_id, run_key=f"statement:{item.sha256}:r{item.registration_id}",
