@@ -624,13 +624,18 @@ def test_batch_bookings_reconcile_every_payment_of_the_batch(
 # --- 7. inbox safety ------------------------------------------------------------------------------------------------
 
 
-def test_inbox_refuses_symlinks_and_oversize_files_and_ignores_temporary_names(
-        bridge_env, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    account = "1000000001"
+def _program_funded_from(db: psycopg.Connection, account: str) -> None:
+    """A program whose sponsor account is `account`: statements of that account are a program's (the integrity check)."""
     db.execute("""INSERT INTO bridge.benefit_program_configuration (benefit_program_mnemonic, benefit_program_name,
                   sponsor_bank_code, sponsor_bank_account_number, sponsor_bank_account_currency,
                   disbursement_currency_code) VALUES ('SAFE', 'Safe program', 'EXBANK', %s, 'USD', 'USD')""",
                (account,))
+
+
+def test_inbox_refuses_symlinks_and_oversize_files_and_ignores_temporary_names(
+        bridge_env, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    account = "1000000001"
+    _program_funded_from(db, account)
     monkeypatch.setenv("BRIDGE_STATEMENT_MAX_BYTES", "1000")
     inbox = inbox_of(bridge_env)
     inbox.mkdir(parents=True, exist_ok=True)
@@ -681,10 +686,7 @@ def test_files_dropped_together_are_registered_a_budget_of_bytes_per_scan(bridge
     short when a day's statements arrive together (eleven 110 MB files took 0.98 s in one tick); the next scans take
     the rest, oldest first, and one `bridge process` pass imports every file."""
     account = "1000000001"
-    db.execute("""INSERT INTO bridge.benefit_program_configuration (benefit_program_mnemonic, benefit_program_name,
-                  sponsor_bank_code, sponsor_bank_account_number, sponsor_bank_account_currency,
-                  disbursement_currency_code) VALUES ('SAFE', 'Safe program', 'EXBANK', %s, 'USD', 'USD')""",
-               (account,))
+    _program_funded_from(db, account)
     inbox = inbox_of(bridge_env)
     files = {f"day{i}.sta": mt940(account, [credit(f"{i}.00")], statement_number=i) for i in range(1, 6)}
     for name, data in files.items():
