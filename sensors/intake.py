@@ -16,7 +16,7 @@ import json
 import dagster as dg
 
 from bridge_pipelines.db.locks import advisory_lock_free
-from bridge_pipelines.intake.service import INTAKE_LOCK, STAGING_TABLES, highest_pending_sql, pending_count_sql
+from bridge_pipelines.intake.service import INTAKE_LOCK, STAGING_TABLES, highest_pending_sql
 from bridge_pipelines.jobs import intake_job
 from resources import BridgeDatabase
 
@@ -27,7 +27,8 @@ COUNT_CAP = 100_000
 
 def _pending_sql(cap: int) -> str:
     return " UNION ALL ".join(
-        f"SELECT '{table}', coalesce(({highest_pending_sql(table)}), 0), ({pending_count_sql(table, cap)})"
+        f"SELECT '{table}', coalesce(({highest_pending_sql(table)}), 0), "
+        f"(SELECT count(*) FROM (SELECT FROM staging.{table} WHERE intake_status = 'PENDING' LIMIT {cap + 1}) p)"
         for table in STAGING_TABLES)
 
 

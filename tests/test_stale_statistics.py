@@ -166,16 +166,16 @@ def _buffers(node: dict) -> int:
 
 
 def test_after_a_large_intake_the_sensors_query_finds_nothing_pending_cheaply(db):
-    """A large run leaves statistics saying ACCEPTED and no range of pending staging ids: the intake sensor's next tick
-    reads a few index pages, not one heap row per row the run wrote back (with the partial index of PENDING rows that
-    the ranges replaced, its first tick after a run of 10,000,000 took 24 s)."""
+    """A large run leaves statistics saying ACCEPTED and its pending index pruned: the intake sensor's next tick reads
+    index pages only, not one heap row per row the run wrote back (24 s after a run of 10,000,000)."""
     _received_envelope(db)  # intake accepted N staged rows
     states = db.execute("SELECT most_common_vals::text FROM pg_stats WHERE schemaname = 'staging' "
                         "AND tablename = 'disbursement' AND attname = 'intake_status'").fetchone()[0]
     assert states == "{ACCEPTED}"
-    assert db.execute("SELECT count(*) FROM staging.pending_range").fetchone()[0] == 0
     plan = db.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _pending_sql(COUNT_CAP)).fetchone()[0][0]
-    assert _buffers(plan["Plan"]) < 50, f"the sensor's query touched {_buffers(plan['Plan'])} buffers"
+    # pruned: the two scans of the pending index read its ~80 pages each (176 buffers); not pruned, the first scan
+    # also visits the heap for every dead entry (789 buffers at this size, growing with the run)
+    assert _buffers(plan["Plan"]) < 400, f"the sensor's query touched {_buffers(plan['Plan'])} buffers"
 
 
 def test_resolution_refreshes_the_statistics_it_made_stale(db):

@@ -164,92 +164,27 @@ def _run_once(
     return summary
 
 
-# The staged rows an intake run takes: the PENDING rows inside the ranges of staging ids that their INSERTs recorded
-# in staging.pending_range (migration 0017), overlapping and adjacent ranges merged. Beyond MAX_RANGES separate
-# ranges, the run reads from the first to the last as one range (the PENDING test skips what lies between).
-MAX_RANGES = 100
-
-
-def merged_ranges_sql(staging_table: str) -> str:
-    """The staging table's recorded ranges this transaction sees, merged: (first_staging_id, last_staging_id)."""
-    return f"""
-        WITH recorded AS (
-            SELECT first_staging_id, last_staging_id,
-                   max(last_staging_id) OVER (ORDER BY first_staging_id, last_staging_id
-                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
-            FROM staging.pending_range WHERE staging_table = '{staging_table}'
-        ), islands AS (
-            SELECT first_staging_id, last_staging_id,
-                   sum(CASE WHEN reached IS NULL OR first_staging_id > reached + 1 THEN 1 ELSE 0 END)
-                       OVER (ORDER BY first_staging_id, last_staging_id) AS island
-            FROM recorded
-        )
-        SELECT min(first_staging_id) AS first_staging_id, max(last_staging_id) AS last_staging_id
-        FROM islands GROUP BY island"""
-
-
 def highest_pending_sql(staging_table: str) -> str:
-    """The highest staging_id still PENDING in the staging table (what the intake sensor asks every tick): from the
-    top of each recorded range down to its first PENDING row, by primary key."""
-    return (f"WITH ranges AS ({merged_ranges_sql(staging_table)}) "
-            f"SELECT max(p.staging_id) FROM ranges r CROSS JOIN LATERAL ("
-            f"SELECT s.staging_id FROM staging.{staging_table} s "
-            f"WHERE s.staging_id BETWEEN r.first_staging_id AND r.last_staging_id AND s.intake_status = 'PENDING' "
-            f"ORDER BY s.staging_id DESC LIMIT 1) p")
-
-
-def pending_count_sql(staging_table: str, cap: int) -> str:
-    """How many rows of the staging table are PENDING, counted up to cap + 1."""
-    return (f"WITH ranges AS ({merged_ranges_sql(staging_table)}) "
-            f"SELECT count(*) FROM (SELECT FROM ranges r CROSS JOIN LATERAL ("
-            f"SELECT FROM staging.{staging_table} s "
-            f"WHERE s.staging_id BETWEEN r.first_staging_id AND r.last_staging_id AND s.intake_status = 'PENDING' "
-            f"LIMIT {cap + 1}) p LIMIT {cap + 1}) c")
+    """The highest staging_id still PENDING in the staging table: what the intake sensor asks every tick, through the
+    partial index of pending rows (and what _after_commit asks once after a run, for that index's sake)."""
+    return f"SELECT max(staging_id) FROM staging.{staging_table} WHERE intake_status = 'PENDING'"
 
 
 def _after_commit(conn: psycopg.Connection, summary: IntakeSummary) -> None:
-    """After a large run's commit, statistics again for each staging table it processed: the ones taken inside the
-    run (see _run_stage) say that the rows are pending."""
+    """After a large run's commit, for each staging table it processed:
+    - statistics again: the ones taken inside the run (see _run_stage) say that the rows are pending, and a query
+      planned on them (the intake sensor's) expects to find pending rows at once and scans the whole table;
+    - the pending index (of PENDING rows, which the sensor reads every tick): each row the run wrote back left a dead
+      entry in it. The first scan that meets a dead entry marks it so that later scans skip it; until then each costs
+      a heap visit, and the sensor's next tick after a run of 10,000,000 rows took 24 s doing it. The run that made
+      the entries does that scan once, here, instead of the sensor."""
     for table, rows in summary.processed.items():
-        refresh_statistics(conn, f"staging.{table}", rows)
-
-
-def _pending_predicate(conn: psycopg.Connection, staging_table: str) -> sql.Composable | None:
-    """The test of a pending row of the staging table (alias s), or None when no range is recorded."""
-    ranges = conn.execute(sql.SQL(merged_ranges_sql(staging_table) + " ORDER BY 1")).fetchall()
-    if not ranges:
-        return None
-    if len(ranges) > MAX_RANGES:
-        ranges = [(ranges[0][0], max(last for _first, last in ranges))]
-    within = sql.SQL(" OR ").join(
-        sql.SQL("s.staging_id BETWEEN {} AND {}").format(sql.Literal(first), sql.Literal(last))
-        for first, last in ranges)
-    return sql.SQL("s.intake_status = 'PENDING' AND ({})").format(within)
-
-
-def _forget_ranges(conn: psycopg.Connection, staging_table: str, every_row_taken: bool) -> None:
-    """Delete the ranges the run has taken every row of (ranges recorded since its snapshot are not seen here)."""
-    if every_row_taken:
-        conn.execute("DELETE FROM staging.pending_range WHERE staging_table = %s", (staging_table,))
-        return
-    conn.execute(sql.SQL(
-        "DELETE FROM staging.pending_range r WHERE r.staging_table = %s AND NOT EXISTS (SELECT FROM staging.{} s "
-        "WHERE s.staging_id BETWEEN r.first_staging_id AND r.last_staging_id AND s.intake_status = 'PENDING')"
-    ).format(sql.Identifier(staging_table)), (staging_table,))
+        if refresh_statistics(conn, f"staging.{table}", rows):
+            conn.execute(highest_pending_sql(table))
 
 
 def _run_stage(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | None) -> dict[str | None, int]:
     """Process the stage's pending rows; returns how many rows got each error code (None: accepted)."""
-    pending = _pending_predicate(conn, stage.staging_table)
-    if pending is None:
-        return {}
-    tally = _take_pending(conn, stage, ids, pending)
-    _forget_ranges(conn, stage.staging_table, every_row_taken=ids is None)
-    return tally
-
-
-def _take_pending(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] | None,
-                  pending: sql.Composable) -> dict[str | None, int]:
     batch = sql.Identifier(f"intake_batch_{stage.staging_table}")
     key = sql.Identifier(stage.key_column)
     table = sql.Identifier(stage.staging_table)
@@ -260,8 +195,8 @@ def _take_pending(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] |
     rows, repeated = conn.execute(
         sql.SQL(
             "SELECT count(*), count(s.{key}) - count(DISTINCT s.{key}) "
-            "FROM staging.{table} s WHERE {pending} {restrict}"
-        ).format(table=table, restrict=restrict, key=key, pending=pending)
+            "FROM staging.{table} s WHERE s.intake_status = 'PENDING' {restrict}"
+        ).format(table=table, restrict=restrict, key=key)
     ).fetchone()
     if rows == 0:
         return {}
@@ -276,10 +211,10 @@ def _take_pending(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] |
             sql.SQL(
                 "CREATE TEMP TABLE {later} ON COMMIT DROP AS SELECT staging_id, wave FROM ("
                 "SELECT s.staging_id, row_number() OVER (PARTITION BY s.{key} ORDER BY s.staging_id) AS wave "
-                "FROM staging.{table} s WHERE {pending} {restrict} AND NOT ({blank}) "
-                "AND s.{key} IN (SELECT s.{key} FROM staging.{table} s WHERE {pending} {restrict} "
+                "FROM staging.{table} s WHERE s.intake_status = 'PENDING' {restrict} AND NOT ({blank}) "
+                "AND s.{key} IN (SELECT s.{key} FROM staging.{table} s WHERE s.intake_status = 'PENDING' {restrict} "
                 "GROUP BY s.{key} HAVING count(*) > 1)) w WHERE wave > 1"
-            ).format(later=later, key=key, table=table, restrict=restrict, blank=blank, pending=pending)
+            ).format(later=later, key=key, table=table, restrict=restrict, blank=blank)
         )
         waves = conn.execute(sql.SQL("SELECT coalesce(max(wave), 1) FROM {}").format(later)).fetchone()[0]
     # The batch is a view of the pending staged rows, each with its wave: they are read where they are, by the wave
@@ -288,16 +223,16 @@ def _take_pending(conn: psycopg.Connection, stage: IntakeStage, ids: list[int] |
         conn.execute(
             sql.SQL(
                 "CREATE TEMP VIEW {batch} AS SELECT s.*, s.ctid AS staging_ctid, 1 AS wave "
-                "FROM staging.{table} s WHERE {pending} {restrict}"
-            ).format(batch=batch, table=table, restrict=restrict, pending=pending)
+                "FROM staging.{table} s WHERE s.intake_status = 'PENDING' {restrict}"
+            ).format(batch=batch, table=table, restrict=restrict)
         )
     else:
         conn.execute(
             sql.SQL(
                 "CREATE TEMP VIEW {batch} AS SELECT s.*, s.ctid AS staging_ctid, coalesce(l.wave, 1) AS wave "
                 "FROM staging.{table} s LEFT JOIN {later} l USING (staging_id) "
-                "WHERE {pending} {restrict}"
-            ).format(batch=batch, table=table, later=later, restrict=restrict, pending=pending)
+                "WHERE s.intake_status = 'PENDING' {restrict}"
+            ).format(batch=batch, table=table, later=later, restrict=restrict)
         )
     if stage.prepare:
         conn.execute(statement(stage.query_file, stage.prepare))
