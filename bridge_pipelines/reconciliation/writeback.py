@@ -178,7 +178,13 @@ SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM changed)"""
 def _mark_reconciled(conn: psycopg.Connection, detail: str) -> int:
     """Disbursements of recon_reconciled still SHIPPED -> RECONCILED, one envelope_event per envelope, and the
     envelope counters moved by exactly that. Returns how many moved."""
-    return int(conn.execute("""
+    # Each listed disbursement by primary key. The planner prefers a hash join, which reads every disbursement in the
+    # table, of every envelope and cycle kept: 5.5 s against 5.1 s by primary key at 1,000,000 (no other rows), and
+    # 13 s per 1,000,000-line statement at 10,000,000. Only for this statement: the transaction goes on.
+    hash_join, merge_join = conn.execute(
+        "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
+    conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
+    moved = int(conn.execute("""
         WITH changed AS (
             UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
                    status_reason_code = NULL
@@ -204,6 +210,9 @@ def _mark_reconciled(conn: psycopg.Connection, detail: str) -> int:
             FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
         )
         SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0])
+    conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+                 (hash_join, merge_join))
+    return moved
 
 
 def reverse(conn: psycopg.Connection, detail: str) -> int:
