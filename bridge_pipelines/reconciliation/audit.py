@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import psycopg
 
-# One pass over each envelope the statement touched (its reconciliations name their envelope), not one per counter.
+# The envelopes the statement touched (its reconciliations name their envelope).
+TOUCHED_ENVELOPES_SQL = """
+SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_recon
+WHERE remittance_statement_id = %(s)s OR reversal_statement_id = %(s)s
+ORDER BY 1
+"""
+
+# One pass over those envelopes' disbursements, not one per counter. The envelopes come as a list, not from a CTE
+# of the same statement: a CTE scan keeps PostgreSQL from recounting on several cores (3,000,000 disbursements:
+# 1.2 s in one process, 0.5 s in three), and at 10,000,000 this recount after each statement was most of the
+# orchestration time of the reconcile runs.
 ENVELOPES_NOT_ADDING_UP_SQL = """
-WITH touched AS (
-    SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_recon
-    WHERE remittance_statement_id = %(s)s OR reversal_statement_id = %(s)s
-),
-recount AS (
+SELECT bs.disbursement_envelope_id FROM bridge.disbursement_envelope_batch_status bs
+LEFT JOIN (
     SELECT d.disbursement_envelope_id,
            count(*) FILTER (WHERE d.disbursement_status = 'RECONCILED') AS reconciled,
            count(*) FILTER (WHERE d.disbursement_status = 'REVERSED') AS reversed,
            count(*) FILTER (WHERE d.disbursement_status IN ('SHIPPED', 'RECONCILED', 'REVERSED')) AS shipped
-    FROM touched t JOIN bridge.disbursement d USING (disbursement_envelope_id)
+    FROM bridge.disbursement d WHERE d.disbursement_envelope_id = ANY(%(envelopes)s)
     GROUP BY d.disbursement_envelope_id
-)
-SELECT bs.disbursement_envelope_id FROM bridge.disbursement_envelope_batch_status bs
-JOIN touched t USING (disbursement_envelope_id)
-LEFT JOIN recount c USING (disbursement_envelope_id)
-WHERE bs.number_of_disbursements_reconciled <> coalesce(c.reconciled, 0)
-   OR bs.number_of_disbursements_reversed <> coalesce(c.reversed, 0)
-   OR bs.number_of_disbursements_shipped <> coalesce(c.shipped, 0)
+) recount USING (disbursement_envelope_id)
+WHERE bs.disbursement_envelope_id = ANY(%(envelopes)s)
+  AND (bs.number_of_disbursements_reconciled <> coalesce(recount.reconciled, 0)
+       OR bs.number_of_disbursements_reversed <> coalesce(recount.reversed, 0)
+       OR bs.number_of_disbursements_shipped <> coalesce(recount.shipped, 0))
 ORDER BY 1
 """
 
 
 def envelopes_not_adding_up(conn: psycopg.Connection, statement_id: str) -> list[str]:
     """The envelopes the statement reconciled or reversed disbursements of whose reconciled, reversed or shipped
-    counter differs from a recount of their disbursements (none: the statement adds up)."""
-    return [row[0] for row in conn.execute(ENVELOPES_NOT_ADDING_UP_SQL, dict(s=statement_id))]
+    counter differs from a recount of their disbursements (none: the statement adds up). The counters and the recount
+    are read in one statement, so a reconciliation committing meanwhile cannot make them differ."""
+    envelopes = [row[0] for row in conn.execute(TOUCHED_ENVELOPES_SQL, dict(s=statement_id))]
+    if not envelopes:
+        return []
+    return [row[0] for row in conn.execute(ENVELOPES_NOT_ADDING_UP_SQL, dict(envelopes=envelopes))]
