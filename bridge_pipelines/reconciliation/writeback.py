@@ -301,7 +301,11 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     # of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.) An empty list is not
     # written at all: joining an empty analysed table still made the planner scan the whole of bridge.disbursement,
     # 6 s per statement at 10,000,000.
-    to_reconcile = matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti")
+    # in primary key order: each is looked up by primary key (see _mark_reconciled), and in the order of the index
+    # (and, for disbursements inserted in id order, of the table) the lookups read each page once: 1,000,000 took
+    # 8.4-8.9 s in the order `unique` leaves and 4.8-5.7 s sorted (5.6-8.3 s by the hash join)
+    to_reconcile = (matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti")
+                    .sort("disbursement_id"))
     detail = f"statement {statement_id}"
     reconciled = reversed_ = 0
     if to_reconcile.height:
