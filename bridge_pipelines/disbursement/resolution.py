@@ -121,13 +121,11 @@ def _unparsable(todo: pl.DataFrame, parse_rows: int) -> pl.DataFrame:
     """RESULT_COLUMNS of the disbursements of `todo` whose beneficiary id is not a financial address. Parsed
     `parse_rows` at a time: the parsed fields of every row are dropped once the slice's failures are kept (all at once,
     10,000,000 addresses took 4.5 GB)."""
-    failures = [
+    parts = list(todo.iter_slices(parse_rows)) or [todo]  # an empty frame still gives the result's columns
+    return pl.concat([
         results_from_addresses(part.with_columns(pl.col("beneficiary_id").alias("financial_address")))
         .filter(pl.col("mapper_status") == "RESOLUTION_FAILED")
-        for part in todo.iter_slices(parse_rows)]
-    if not failures:
-        return results_from_addresses(todo.clear().with_columns(pl.col("beneficiary_id").alias("financial_address")))
-    return pl.concat(failures)
+        for part in parts])
 
 
 def _resolve_without_mapper(conn: psycopg.Connection, envelope_id: str) -> tuple[int, pl.DataFrame]:
