@@ -328,7 +328,6 @@ def run(lines: int, page_size: int, keep: bool, quiet: bool) -> dict[str, Any]:
             with contextlib.suppress(_Rollback), conn.transaction():
                 started = time.perf_counter()
                 disbursements, existing = writeback._load_candidates(conn, lines_frame)
-                disbursements = disbursements.drop("tid")
                 timings["load"] = time.perf_counter() - started
                 raise _Rollback
             gc.collect()

@@ -27,7 +27,6 @@ from bridge_pipelines.bank.financial_address import FA_FIELDS, with_parsed_finan
 from bridge_pipelines.bank.protocol import (PAYMENT_COLUMNS, BatchAcknowledgement, ServiceRequestRejected,
                                             ServiceUnavailable, SponsorBankConnector)
 from bridge_pipelines.db.frames import copy_frame, read_frame
-from bridge_pipelines.db.planner import BY_ADDRESS, planner_settings
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.disbursement.envelopes import Envelope
 from bridge_pipelines.disbursement.retry import call_with_retries
@@ -106,14 +105,12 @@ SELECT count(*) FROM batches
 """
 
 # A batch's members, in the order they were planned, with their state (batch_payments keeps those still waiting for
-# the bank's answer: RESOLVED; not filtered here, see record_acknowledgement) and the address of the row read (tid:
-# the acknowledgement looks for each member there first, see bridge_pipelines.db.planner). For programs without the ID mapper the
+# the bank's answer: RESOLVED; not filtered here, see record_acknowledgement). For programs without the ID mapper the
 # beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address): there is no
 # resolution row to look up for them.
 _MEMBERS_SQL = """
 SELECT d.disbursement_status, d.bank_reference AS payment_reference, d.disbursement_id, d.disbursement_amount AS amount,
-       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, d.beneficiary_id,
-       d.ctid::text AS tid{fa_columns}
+       e.disbursement_currency_code AS currency, d.beneficiary_name, d.narrative, d.beneficiary_id{fa_columns}
 FROM bridge.bank_disbursement_batch_status b
 CROSS JOIN LATERAL unnest(b.member_disbursement_ids) WITH ORDINALITY AS member(disbursement_id, position)
 JOIN bridge.disbursement d ON d.disbursement_id = member.disbursement_id
@@ -213,34 +210,6 @@ def _record_attempt_failure(conn: psycopg.Connection, envelope_id: str, batch_id
                         WHERE disbursement_envelope_id = %s""", (code, final, envelope_id))
 
 
-# The bank's answers of batch_member (SHIPPED or FAILED with the bank's reason) for the members found by {match} and
-# still RESOLVED: compared with a column, not a constant (see record_acknowledgement). SHIPPED is recorded once for
-# the batch (an envelope_event), FAILED per disbursement with its reason. Returns the counts and amounts moved.
-_ACKNOWLEDGE_SQL = """
-WITH changed AS (
-    UPDATE bridge.disbursement d
-    SET disbursement_status = CASE WHEN a.status = 'ACCEPTED' THEN 'SHIPPED' ELSE 'FAILED' END,
-        status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
-        shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
-        shipment_batch_id = %(batch_id)s
-    FROM batch_member a
-    WHERE {match} AND d.disbursement_status = a.from_status
-    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status, d.status_reason_code,
-              d.disbursement_amount
-),
-failed_events AS (
-    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
-                                           reason_code, detail)
-    SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', disbursement_status, status_reason_code,
-           %(batch_id)s FROM changed WHERE disbursement_status = 'FAILED'
-)
-SELECT count(*) FILTER (WHERE disbursement_status = 'SHIPPED'),
-       coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'SHIPPED'), 0),
-       count(*) FILTER (WHERE disbursement_status = 'FAILED'),
-       coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'FAILED'), 0)
-FROM changed"""
-
-
 def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id: str, ack: BatchAcknowledgement,
                            members: pl.DataFrame | None = None) -> tuple[int, int, dict[str, int]]:
     """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters.
@@ -257,17 +226,17 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement names {repeated} payment "
                                      "reference(s) more than once; the batch stays PENDING and will be sent again")
         # Each waiting member with the bank's answer for its reference, joined here (Polars) rather than in the
-        # database: the only rows written are the ones the UPDATE below reads, each found at its address.
-        answered = (members.select("disbursement_id", "payment_reference", "tid")
+        # database: the only rows written are the ones the UPDATE below reads, each found by primary key.
+        answered = (members.select("disbursement_id", "payment_reference")
                     .join(answers, on="payment_reference", how="left")
                     .with_columns(pl.lit("RESOLVED").alias("from_status")))
         missing = answered["status"].null_count()
         if missing:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
                                      "the batch stays PENDING and will be sent again")
-        conn.execute("CREATE TEMP TABLE batch_member (tid tid, disbursement_id text COLLATE \"C\", from_status text, "
+        conn.execute("CREATE TEMP TABLE batch_member (disbursement_id text COLLATE \"C\", from_status text, "
                      "status text, reason_code text) ON COMMIT DROP")
-        copy_frame(conn, answered, "batch_member", ["tid", "disbursement_id", "from_status", "status", "reason_code"])
+        copy_frame(conn, answered, "batch_member", ["disbursement_id", "from_status", "status", "reason_code"])
         # statistics: without them the planner guesses the temp table's size (and chose plans that scanned the
         # whole envelope per batch: 6-10 s per batch at 1,000,000 disbursements instead of ~0.1 s)
         conn.execute("ANALYZE batch_member")
@@ -280,19 +249,33 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
         # from its first entry up to the batch's last member (the whole envelope up to that batch: 1,000,000 entries
         # for the 10,000 members of batch 100), a hash join the whole envelope for every batch (below ~500,000
         # disbursements it is chosen: 130 ms per batch at 300,000 instead of 20). Both are off from here to the commit
-        # (no other join follows); what is left is the members, each at its address or by primary key.
+        # (no other join follows); what is left is the members, one primary key lookup each.
         conn.execute("SET LOCAL enable_mergejoin = off")
         conn.execute("SET LOCAL enable_hashjoin = off")
-        # Each member at the address it was read from, then whatever that missed by primary key (a row changed
-        # since it was read: see bridge_pipelines.db.planner).
-        with planner_settings(conn, BY_ADDRESS):
-            counts = conn.execute(_ACKNOWLEDGE_SQL.format(
-                match="d.ctid = a.tid AND d.disbursement_id = a.disbursement_id"), dict(batch_id=batch_id)).fetchone()
-        if counts[0] + counts[2] < answered.height:
-            more = conn.execute(_ACKNOWLEDGE_SQL.format(match="d.disbursement_id = a.disbursement_id"),
-                                dict(batch_id=batch_id)).fetchone()
-            counts = tuple(a + b for a, b in zip(counts, more))
-        shipped, shipped_amount, failed, failed_amount = counts
+        # SHIPPED is recorded once for the batch (envelope_event below), FAILED per disbursement with its reason.
+        shipped, shipped_amount, failed, failed_amount = conn.execute(
+            """WITH changed AS (
+                   UPDATE bridge.disbursement d
+                   SET disbursement_status = CASE WHEN a.status = 'ACCEPTED' THEN 'SHIPPED' ELSE 'FAILED' END,
+                       status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
+                       shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
+                       shipment_batch_id = %(batch_id)s
+                   FROM batch_member a  -- still RESOLVED: compared with a column, not a constant (above)
+                   WHERE d.disbursement_id = a.disbursement_id AND d.disbursement_status = a.from_status
+                   RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
+                             d.status_reason_code, d.disbursement_amount
+               ),
+               failed_events AS (
+                   INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
+                                                          to_status, reason_code, detail)
+                   SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', disbursement_status,
+                          status_reason_code, %(batch_id)s FROM changed WHERE disbursement_status = 'FAILED'
+               )
+               SELECT count(*) FILTER (WHERE disbursement_status = 'SHIPPED'),
+                      coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'SHIPPED'), 0),
+                      count(*) FILTER (WHERE disbursement_status = 'FAILED'),
+                      coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'FAILED'), 0)
+               FROM changed""", dict(batch_id=batch_id)).fetchone()
         conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
                      "VALUES (%s, 'BATCH_ACKNOWLEDGED', %s)",
                      (envelope_id, f"batch {batch_id}: {shipped} disbursement(s) RESOLVED -> SHIPPED, "

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
 import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
-from bridge_pipelines.db.planner import BY_ADDRESS, BY_PRIMARY_KEY, planner_settings
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
@@ -70,13 +68,8 @@ def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile,
     return lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
 
 
-# The candidates as `reconcile` takes them, plus where each row version sits (its ctid, as text): see _mark_reconciled.
-CANDIDATE_SCHEMA = {**DISBURSEMENT_SCHEMA, "tid": pl.String()}
-
-
 def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`refs`: the statement lines with their references extracted (`extract_references`). The disbursements come
-    with their `tid` (CANDIDATE_SCHEMA)."""
+    """`refs`: the statement lines with their references extracted (`extract_references`)."""
     references = refs.select(pl.col("our_reference").alias("ref")).drop_nulls().unique()
     batches = refs.select(pl.col("our_batch").alias("ref")).drop_nulls().unique()
     conn.execute("CREATE TEMP TABLE recon_ref (ref text) ON COMMIT DROP")
@@ -91,21 +84,20 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
     # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
     disbursements = read_frame(conn, """
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
-               d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status,
-               d.ctid::text AS tid
+               d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status
         FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
         WHERE d.bank_reference IN (SELECT ref FROM recon_ref)
         UNION ALL
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
-               d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status, d.ctid::text
+               d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status
         FROM bridge.bank_disbursement_batch_status b
         CROSS JOIN LATERAL unnest(b.member_disbursement_ids) AS m(disbursement_id)
         JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
         JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
         WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)
-          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=CANDIDATE_SCHEMA)
+          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
-        disbursements = pl.DataFrame(schema=CANDIDATE_SCHEMA)
+        disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
     # The reconciliations already recorded for these disbursements. One is only ever written in the transaction
     # that moves its disbursement out of SHIPPED (to RECONCILED or REVERSED), so only the disbursements in those
     # two states can have one: on a statement of new payments (nearly every line of a cycle's first statement)
@@ -183,55 +175,43 @@ counted AS (
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM changed)"""
 
 
-# SHIPPED -> RECONCILED for the disbursements of recon_reconciled found by {match}, one envelope_event per envelope,
-# and the envelope counters moved by exactly that.
-_MARK_RECONCILED_SQL = """
-WITH changed AS (
-    UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
-           status_reason_code = NULL
-    FROM recon_reconciled t
-    WHERE {match} AND d.disbursement_status = t.from_status
-    RETURNING d.disbursement_envelope_id, d.disbursement_amount
-),
-per_envelope AS (
-    SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
-    FROM changed GROUP BY disbursement_envelope_id
-),
-envelope_events AS (
-    INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
-    SELECT disbursement_envelope_id, 'RECONCILED',
-           format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
-    FROM per_envelope
-),
-counted AS (
-    UPDATE bridge.disbursement_envelope_batch_status bs SET
-        number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
-        total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
-        updated_at = now()
-    FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
-)
-SELECT coalesce(sum(reconciled), 0) FROM per_envelope"""
-
-
-def _mark_reconciled_pass(conn: psycopg.Connection, detail: str, match: str, settings: Mapping[str, str]) -> int:
-    with planner_settings(conn, settings):
-        return int(conn.execute(_MARK_RECONCILED_SQL.format(match=match), dict(detail=detail)).fetchone()[0])
-
-
-def _mark_reconciled(conn: psycopg.Connection, detail: str, listed: int) -> int:
-    """Disbursements of recon_reconciled still SHIPPED -> RECONCILED (counted per envelope, see _MARK_RECONCILED_SQL).
-    Returns how many moved.
-
-    Each is looked for at the address its candidate row was read from, in this transaction (the list comes in the
-    order of those addresses, see _write), its id and state compared (see bridge_pipelines.db.planner). If fewer than
-    `listed` moved, a second pass looks every listed one up by primary key: those already moved are no longer SHIPPED,
-    so it takes exactly the ones the first pass missed, and together the two move what one pass by primary key would.
-    The planner would rather hash the list against every disbursement in the table, of every envelope and cycle kept:
-    13 s per 1,000,000-line statement at 10,000,000."""
-    moved = _mark_reconciled_pass(conn, detail, "d.ctid = t.tid AND d.disbursement_id = t.disbursement_id",
-                                  BY_ADDRESS)
-    if moved < listed:
-        moved += _mark_reconciled_pass(conn, detail, "d.disbursement_id = t.disbursement_id", BY_PRIMARY_KEY)
+def _mark_reconciled(conn: psycopg.Connection, detail: str) -> int:
+    """Disbursements of recon_reconciled still SHIPPED -> RECONCILED, one envelope_event per envelope, and the
+    envelope counters moved by exactly that. Returns how many moved."""
+    # Each listed disbursement by primary key (the list comes in primary key order, see _write). The planner prefers
+    # a hash join, which reads every disbursement in the table, of every envelope and cycle kept: 13 s per
+    # 1,000,000-line statement at 10,000,000. Only for this statement: the transaction goes on.
+    hash_join, merge_join = conn.execute(
+        "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
+    conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
+    moved = int(conn.execute("""
+        WITH changed AS (
+            UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
+                   status_reason_code = NULL
+            FROM recon_reconciled t
+            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
+            RETURNING d.disbursement_envelope_id, d.disbursement_amount
+        ),
+        per_envelope AS (
+            SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
+            FROM changed GROUP BY disbursement_envelope_id
+        ),
+        envelope_events AS (
+            INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
+            SELECT disbursement_envelope_id, 'RECONCILED',
+                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
+            FROM per_envelope
+        ),
+        counted AS (
+            UPDATE bridge.disbursement_envelope_batch_status bs SET
+                number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
+                total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
+                updated_at = now()
+            FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
+        )
+        SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0])
+    conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+                 (hash_join, merge_join))
     return moved
 
 
@@ -249,9 +229,8 @@ def reverse(conn: psycopg.Connection, detail: str) -> int:
 
 
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
-           addresses: pl.DataFrame, optimistic: bool) -> tuple[int, int, list[str]]:
-    """`addresses`: disbursement_id and tid of the candidates (see _mark_reconciled).
-    `optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
+           optimistic: bool) -> tuple[int, int, list[str]]:
+    """`optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
     (nearly every line of a first statement) are COPYed straight into bridge.disbursement_recon. If a concurrent
     reconciliation of another statement recorded one of them meanwhile, the COPY fails with a unique violation and
     the caller runs everything again with `optimistic=False` (INSERT ... ON CONFLICT for every row)."""
@@ -322,22 +301,18 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     # of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.) An empty list is not
     # written at all: joining an empty analysed table still made the planner scan the whole of bridge.disbursement,
     # 6 s per statement at 10,000,000.
-    # In the order of the rows' addresses: each is looked up by its address (see _mark_reconciled), and in the table's
-    # order the lookups read each page once (by primary key, 1,000,000 took 8.4-8.9 s in the order `unique` leaves and
-    # 4.8-5.7 s sorted). A disbursement without an address is left to the pass by primary key.
+    # in primary key order: each is looked up by primary key (see _mark_reconciled), and in the order of the index
+    # (and, for disbursements inserted in id order, of the table) the lookups read each page once: 1,000,000 took
+    # 8.4-8.9 s in the order `unique` leaves and 4.8-5.7 s sorted (5.6-8.3 s by the hash join)
     to_reconcile = (matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti")
-                    .join(addresses.unique("disbursement_id"), on="disbursement_id", how="left")
-                    .sort(pl.col("tid").str.extract(r"^\((\d+),", 1).cast(pl.Int64),
-                          pl.col("tid").str.extract(r",(\d+)\)$", 1).cast(pl.Int64), "disbursement_id")
-                    .select("tid", "disbursement_id"))
+                    .sort("disbursement_id"))
     detail = f"statement {statement_id}"
     reconciled = reversed_ = 0
     if to_reconcile.height:
-        conn.execute("CREATE TEMP TABLE recon_reconciled (tid tid, disbursement_id text, from_status text) "
-                     "ON COMMIT DROP")
+        conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text, from_status text) ON COMMIT DROP")
         copy_frame(conn, to_reconcile.with_columns(pl.lit("SHIPPED").alias("from_status")), "recon_reconciled")
         conn.execute("ANALYZE recon_reconciled")
-        reconciled = _mark_reconciled(conn, detail, to_reconcile.height)
+        reconciled = _mark_reconciled(conn, detail)
     if reversed_ids.height:
         conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[]) ON COMMIT DROP")
         copy_frame(conn, reversed_ids.with_columns(pl.lit("{SHIPPED,RECONCILED}").alias("from_states")),
@@ -424,9 +399,8 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
             lines = extract_references(statement_lines_frame(statement_id, parsed, parsed.lines.slice(
                 offset, step_lines)).with_columns(pl.col("amount").cast(AMOUNT_DTYPE)))
             disbursements, existing = _load_candidates(conn, lines)
-            result = reconcile(lines, disbursements.drop("tid"), existing)
-            reconciled, reversed_, step_envelopes = _write(conn, statement_id, result, existing,
-                                                           disbursements.select("disbursement_id", "tid"), optimistic)
+            result = reconcile(lines, disbursements, existing)
+            reconciled, reversed_, step_envelopes = _write(conn, statement_id, result, existing, optimistic)
             _write_lines(conn, result)
             conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")  # the next step creates them again
             envelopes |= set(step_envelopes)
