@@ -65,3 +65,21 @@ def test_bench_cycle_smoke(tmp_path: Path) -> None:
     assert flags and all(flags.values()), flags
     assert correctness["states"].get("RECONCILED", 0) + correctness["states"].get("REVERSED", 0) == SIZE
     assert correctness["ledger_debits"] == SIZE
+
+
+def test_bench_intake_smoke(tmp_path: Path) -> None:
+    """The intake benchmark: intake and re-intake of SIZE staged rows with a server setting changed for the run."""
+    out = tmp_path / "intake.json"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_intake.py"), "--size", str(SIZE), "--reintake",
+         "--setting", "work_mem=32MB", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["size"] == SIZE and result["settings"] == {"work_mem": "32MB"}
+    for name in ("intake", "reintake"):
+        seconds, rate = result[f"{name}_seconds"], result[f"{name}_rows_per_second"]
+        assert seconds > 0 and SIZE / (seconds + 0.0006) * 0.999 <= rate <= SIZE / max(seconds - 0.0006, 1e-6) * 1.001
+    assert result["stage_seconds"] > 0 and result["database_size_mb"] > 0
+    assert result["correctness"] == {"ok": True, "every_row_accepted": True, "disbursements_inserted": True,
+                                     "reintake_all_duplicates": True, "reintake_no_new_rows": True}
