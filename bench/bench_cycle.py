@@ -517,6 +517,39 @@ def teardown(env: Environment, keep: bool) -> None:
 # the cycle
 
 
+def intake_counts(database_url: str, envelope: str) -> dict[str, Any]:
+    """After an intake: the disbursements, the envelope's received counter, the staged rows by status and the staged
+    rows accepted as identical duplicates."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return {
+            "disbursements": conn.execute("SELECT count(*) FROM bridge.disbursement").fetchone()[0],
+            "received": conn.execute("SELECT number_of_disbursements_received FROM "
+                                     "bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s",
+                                     (envelope,)).fetchone()[0],
+            "staged": dict(conn.execute("SELECT intake_status, count(*) FROM staging.disbursement GROUP BY 1")
+                           .fetchall()),
+            "identical": conn.execute("SELECT count(*) FROM staging.disbursement WHERE intake_status = 'ACCEPTED' "
+                                      "AND intake_error_detail LIKE 'identical%%'").fetchone()[0],
+        }
+
+
+def intake_problems(counts: dict[str, Any], size: int, reintake: bool) -> list[str]:
+    """What `counts` (intake_counts) show wrong after the intake of `size` staged disbursements (and, with
+    `reintake`, of the same rows staged again): every staged row ACCEPTED, `size` disbursements and the envelope's
+    counter, and after the re-intake `size` rows accepted as identical duplicates. Empty when nothing is."""
+    expected_staged = {"ACCEPTED": size * (2 if reintake else 1)}
+    problems = []
+    if counts["disbursements"] != size:
+        problems.append(f"bridge.disbursement has {counts['disbursements']} rows, expected {size}")
+    if counts["received"] != size:
+        problems.append(f"envelope received counter {counts['received']}, expected {size}")
+    if counts["staged"] != expected_staged:
+        problems.append(f"staged rows by status {counts['staged']}, expected {expected_staged}")
+    if reintake and counts["identical"] != size:
+        problems.append(f"{counts['identical']} staged rows were accepted as identical duplicates, expected {size}")
+    return problems
+
+
 def database_size(database_url: str) -> int:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -733,27 +766,12 @@ class Bench:
         record.update(self._assert_intake(envelope, reintake=True))
 
     def _assert_intake(self, envelope: str, reintake: bool) -> dict[str, Any]:
-        with psycopg.connect(self.env.database_url, autocommit=True) as conn:
-            core = conn.execute("SELECT count(*) FROM bridge.disbursement").fetchone()[0]
-            received = conn.execute("SELECT number_of_disbursements_received FROM "
-                                    "bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s",
-                                    (envelope,)).fetchone()[0]
-            staged = dict(conn.execute("SELECT intake_status, count(*) FROM staging.disbursement GROUP BY 1").fetchall())
-            noops = conn.execute("SELECT count(*) FROM staging.disbursement WHERE intake_status = 'ACCEPTED' AND "
-                                 "intake_error_detail LIKE 'identical%%'").fetchone()[0]
-        expected_staged = {"ACCEPTED": self.size * (2 if reintake else 1)}
-        problems = []
-        if core != self.size:
-            problems.append(f"bridge.disbursement has {core} rows, expected {self.size}")
-        if received != self.size:
-            problems.append(f"envelope received counter {received}, expected {self.size}")
-        if staged != expected_staged:
-            problems.append(f"staged rows by status {staged}, expected {expected_staged}")
-        if reintake and noops != self.size:
-            problems.append(f"{noops} staged rows were accepted as identical duplicates, expected {self.size}")
+        counts = intake_counts(self.env.database_url, envelope)
+        problems = intake_problems(counts, self.size, reintake)
         if problems:
             raise SystemExit("bench: " + ("re-intake" if reintake else "intake") + ": " + "; ".join(problems))
-        return {"duplicates_ignored": noops, "new_rows": core - self.size} if reintake else {}
+        return ({"duplicates_ignored": counts["identical"], "new_rows": counts["disbursements"] - self.size}
+                if reintake else {})
 
     def verify(self, instance, envelope: str, total: Decimal) -> dict[str, Any]:
         import dagster as dg

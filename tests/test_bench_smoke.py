@@ -81,5 +81,6 @@ def test_bench_intake_smoke(tmp_path: Path) -> None:
         seconds, rate = result[f"{name}_seconds"], result[f"{name}_rows_per_second"]
         assert seconds > 0 and SIZE / (seconds + 0.0006) * 0.999 <= rate <= SIZE / max(seconds - 0.0006, 1e-6) * 1.001
     assert result["stage_seconds"] > 0 and result["database_size_mb"] > 0
-    assert result["correctness"] == {"ok": True, "every_row_accepted": True, "disbursements_inserted": True,
-                                     "reintake_all_duplicates": True, "reintake_no_new_rows": True}
+    # every staged row ACCEPTED, SIZE disbursements and the envelope's counter; after the re-intake SIZE identical
+    # duplicates and no new disbursement (bench_cycle.intake_problems, what bench_cycle.py checks after its intakes)
+    assert result["correctness"] == {"ok": True, "problems": []}
