@@ -92,6 +92,9 @@ def test_cancelled_envelope_after_block_releases_the_block_and_sends_nothing_mor
     report = run_process(instance)
     assert report.success, [r.error for r in report.runs]
     assert states(db, staged["envelope"]) == {"CANCELLED": 60}
+    # every member of a batch that never reached the bank, cancelled from the state it waited in (no ID mapper)
+    assert db.execute("SELECT from_status, reason_code, count(*) FROM bridge.disbursement_event "
+                      "WHERE to_status = 'CANCELLED' GROUP BY 1, 2").fetchall() == [("RECEIVED", "ENVELOPE_CANCELLED", 60)]
     assert ledger_debits(db) == {}
     row = envelope_row(db, staged["envelope"])
     assert row["funds_released_amount"] == row["funds_blocked_amount"]
@@ -112,7 +115,7 @@ def test_a_refused_batch_still_records_the_answer_for_the_batch_already_at_the_b
     batches = db.execute("SELECT batch_sequence, disbursement_payment_status, number_accepted "
                          "FROM bridge.bank_disbursement_batch_status ORDER BY batch_sequence").fetchall()
     assert batches == [(1, "ERROR", None), (2, "ACKNOWLEDGED", 20), (3, "PENDING", None)]
-    assert states(db, staged["envelope"]) == {"RESOLVED": 40, "SHIPPED": 20}
+    assert states(db, staged["envelope"]) == {"RECEIVED": 40, "SHIPPED": 20}  # no ID mapper: shipped from RECEIVED
     assert len(ledger_debits(db)) == 20
     assert envelope_row(db, staged["envelope"])["shipment_status"] == "ERROR"
 

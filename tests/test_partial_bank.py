@@ -119,14 +119,14 @@ def test_block_refused_after_a_good_check_is_visible_and_ships_nothing(picky_ban
 def test_an_acknowledgement_lacking_a_payment_records_nothing_and_the_batch_is_sent_again(
         picky_bank, db: psycopg.Connection, monkeypatch) -> None:
     """The bank paid the whole batch but its answer names one payment less: nothing of the answer is recorded (the
-    batch stays PENDING, its members RESOLVED), and sending it again gets the bank's complete stored answer, with
+    batch stays PENDING, its members RECEIVED), and sending it again gets the bank's complete stored answer, with
     nobody paid twice."""
     PickyBank.forgetful = True
     staged = _staged_for_picky_bank(picky_bank, db, 12)
     with dg.DagsterInstance.ephemeral() as instance:
         report = _intake_then_ship(instance, monkeypatch)
         assert not report.success and "lacks 1 payment(s)" in (report.runs[0].error or "")
-        assert states(db, staged["envelope"]) == {"RESOLVED": 12}
+        assert states(db, staged["envelope"]) == {"RECEIVED": 12}
         assert db.execute("SELECT disbursement_payment_status, number_accepted FROM "
                           "bridge.bank_disbursement_batch_status").fetchall() == [("PENDING", None)]
         assert_each_debited_once(db, 12, "the bank booked the whole batch")
@@ -141,14 +141,14 @@ def test_an_acknowledgement_lacking_a_payment_records_nothing_and_the_batch_is_s
 def test_an_acknowledgement_answering_a_payment_twice_records_nothing_and_the_batch_is_sent_again(
         picky_bank, db: psycopg.Connection, monkeypatch) -> None:
     """The bank's answer names one payment twice, ACCEPTED then REJECTED: which one holds cannot be told, so nothing
-    of the answer is recorded (members RESOLVED, batch PENDING) and the batch is sent again, nobody paid twice."""
+    of the answer is recorded (members RECEIVED, batch PENDING) and the batch is sent again, nobody paid twice."""
     PickyBank.contradicting = True
     staged = _staged_for_picky_bank(picky_bank, db, 9)
     with dg.DagsterInstance.ephemeral() as instance:
         report = _intake_then_ship(instance, monkeypatch)
         assert not report.success
         assert "names 1 payment reference(s) more than once" in (report.runs[0].error or "")
-        assert states(db, staged["envelope"]) == {"RESOLVED": 9}
+        assert states(db, staged["envelope"]) == {"RECEIVED": 9}
         assert db.execute("SELECT disbursement_payment_status FROM bridge.bank_disbursement_batch_status"
                           ).fetchall() == [("PENDING",)]
 

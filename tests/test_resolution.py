@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import bridge_pipelines.disbursement.resolution as resolution
-from bridge_pipelines.disbursement.envelopes import load_envelope
+from bridge_pipelines.disbursement.envelopes import load_envelope, shippable_states
 from tests.intake_helpers import count_rows, disbursement, envelope, intake, program, start_disbursing
 
 UNPARSABLE = {"D-2": "junk", "D-5": "account_number:.bank_code:EXB.mode:bank", "D-7": "mode:bank"}
@@ -29,4 +29,6 @@ def test_addresses_parsed_in_slices_fail_and_resolve_as_all_at_once(db, monkeypa
     assert set(failed) == set(UNPARSABLE) and all(failed.values())
     assert sum(result.failed_by_reason.values()) == 3
     assert count_rows(db, "bridge.mapper_resolution_details") == 3  # the failures only, with their reason
-    assert count_rows(db, "bridge.disbursement", "disbursement_status = 'RESOLVED'") == 5
+    # the others are not rewritten: they ship from RECEIVED now that the envelope's addresses are parsed
+    assert count_rows(db, "bridge.disbursement", "disbursement_status = 'RECEIVED'") == 5
+    assert shippable_states(db, "ENV-1") == ["RECEIVED", "RESOLVED"]

@@ -214,11 +214,14 @@ def test_after_a_large_intake_the_sensors_query_finds_nothing_pending_cheaply(db
     assert _buffers(plan["Plan"]) < 400, f"the sensor's query touched {_buffers(plan['Plan'])} buffers"
 
 
-def test_resolution_refreshes_the_statistics_it_made_stale(db):
+def test_resolution_without_the_mapper_leaves_states_and_statistics_as_they_were(db):
+    """Without the ID mapper nothing but the failures changes state (the rest ship from RECEIVED): the statistics
+    stay true without an ANALYZE, and every disbursement is planned into a batch."""
     _received_envelope(db)
     result = resolve_accounts(db, load_envelope(db, "ENV-1"), resolver=None, batch_size=BATCH)
-    assert result.resolved == N
-    assert _most_common_states(db) == ["RESOLVED"]
+    assert (result.resolved, result.failed) == (N, 0)
+    assert _most_common_states(db) == ["RECEIVED"]
+    assert plan_batches(db, "ENV-1", BATCH) == N // BATCH
 
 
 @pytest.mark.parametrize("changed, analysed", [(ANALYZE_AFTER_ROWS - 1, False), (ANALYZE_AFTER_ROWS, True)])

@@ -84,6 +84,26 @@ def pipeline_candidates(conn: psycopg.Connection, business_date: date, max_runs:
             if row["reason"] == "start" or advisory_lock_free(conn, ENVELOPE_LOCK_CLASS, row["envelope_id"])]
 
 
+# The states of a disbursement that waits for shipping: RESOLVED, or RECEIVED once its envelope's financial addresses
+# were parsed (programs without the ID mapper ship straight from RECEIVED: migration 0017). A batch's members waiting
+# for the bank's answer are in one of them; planning takes only the ones `shippable_states` gives for the envelope.
+AWAITING_SHIPMENT = ("RECEIVED", "RESOLVED")
+
+
+def shippable_states_when(addresses_parsed: bool) -> list[str]:
+    """The states from which an envelope's disbursements may be put in a payment batch: RESOLVED, and RECEIVED too
+    once account resolution parsed the envelope's financial addresses (`financial_addresses_parsed_at`: programs
+    without the ID mapper). Until then a RECEIVED disbursement has no account anyone checked and is never planned."""
+    return list(AWAITING_SHIPMENT) if addresses_parsed else ["RESOLVED"]
+
+
+def shippable_states(conn: psycopg.Connection, envelope_id: str) -> list[str]:
+    """shippable_states_when, for the envelope as it is recorded now."""
+    row = conn.execute("SELECT financial_addresses_parsed_at IS NOT NULL FROM bridge.disbursement_envelope_batch_status "
+                       "WHERE disbursement_envelope_id = %s", (envelope_id,)).fetchone()
+    return shippable_states_when(bool(row and row[0]))
+
+
 def envelope_lock(conn: psycopg.Connection, envelope_id: str):
     """Held for the duration of a pipeline step (waits if another step holds it)."""
     return advisory_lock(conn, ENVELOPE_LOCK_CLASS, envelope_id)

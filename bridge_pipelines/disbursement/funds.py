@@ -13,7 +13,7 @@ from decimal import Decimal
 import psycopg
 
 from bridge_pipelines.bank.protocol import ServiceRequestRejected, ServiceUnavailable, SponsorBankConnector
-from bridge_pipelines.disbursement.envelopes import Envelope
+from bridge_pipelines.disbursement.envelopes import Envelope, shippable_states
 from bridge_pipelines.disbursement.retry import call_with_retries
 
 
@@ -38,7 +38,8 @@ class FundsResult:
 def amount_to_ship(conn: psycopg.Connection, envelope_id: str) -> tuple[int, Decimal]:
     count, total = conn.execute(
         """SELECT count(*), coalesce(sum(disbursement_amount), 0) FROM bridge.disbursement
-           WHERE disbursement_envelope_id = %s AND disbursement_status = 'RESOLVED'""", (envelope_id,)).fetchone()
+           WHERE disbursement_envelope_id = %s AND disbursement_status = ANY(%s)""",
+        (envelope_id, shippable_states(conn, envelope_id))).fetchone()
     return count, total
 
 

@@ -2,12 +2,14 @@
 
 Programs that require the ID mapper resolve beneficiary ids through it, in batches, each batch committed on its own
 (a restart continues with what is left): COPY into a temp table, one INSERT ... SELECT into mapper_resolution_details,
-one UPDATE ... FROM. For the other programs the beneficiary_id is the financial address: all of them are parsed
-here (Polars, no network call), only the ones that fail get a mapper_resolution_details row, and the rest move to
-RESOLVED in one UPDATE without a join; shipping parses the address again from the beneficiary_id.
+one UPDATE ... FROM; what resolves becomes RESOLVED. For the other programs the beneficiary_id is the financial
+address: all of them are parsed here (Polars, no network call), only the ones that fail get a
+mapper_resolution_details row (and become RESOLUTION_FAILED), and the envelope records when its addresses were parsed
+(`financial_addresses_parsed_at`): from then on its RECEIVED disbursements ship as they are (no rewrite of every row
+to RESOLVED); shipping parses the address again from the beneficiary_id.
 
-Audit: a failure is one disbursement_event per disbursement (with its reason); the bulk RECEIVED -> RESOLVED is one
-envelope_event per batch (the disbursement rows carry status_updated_at).
+Audit: a failure is one disbursement_event per disbursement (with its reason); the bulk RECEIVED -> RESOLVED, or the
+addresses parsed, is one envelope_event per batch (the disbursement rows carry status_updated_at).
 """
 
 from __future__ import annotations
@@ -130,27 +132,33 @@ def _unparsable(todo: pl.DataFrame, parse_rows: int) -> pl.DataFrame:
 
 def _resolve_without_mapper(conn: psycopg.Connection, envelope_id: str) -> tuple[int, pl.DataFrame]:
     """The beneficiary ids are the financial addresses: parse them all (Polars), record the ones that do not parse
-    as RESOLUTION_FAILED with the reason, and move every other RECEIVED disbursement to RESOLVED in one statement
-    (no per-row join). The envelope is already started, so intake can no longer add RECEIVED disbursements to it;
-    the batch status row is locked all the same so that nothing slips in between the read and the update.
-    Returns (resolved, the failures)."""
+    as RESOLUTION_FAILED with the reason, and record on the envelope that its addresses were parsed, which makes the
+    other RECEIVED disbursements ready to ship (no per-row write for them). The envelope is already started, so
+    intake can no longer add RECEIVED disbursements to it, and once parsed there is nothing left to do (a resumed run
+    does not parse again); the batch status row is locked all the same so that nothing slips in between the read and
+    the record. Returns (disbursements with a financial address, the failures)."""
     with conn.transaction():
-        conn.execute("SELECT 1 FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s "
-                     "FOR UPDATE", (envelope_id,))
+        parsed_at = conn.execute("SELECT financial_addresses_parsed_at FROM bridge.disbursement_envelope_batch_status "
+                                 "WHERE disbursement_envelope_id = %s FOR UPDATE", (envelope_id,)).fetchone()[0]
+        if parsed_at is not None:
+            return 0, pl.DataFrame(schema={name: pl.String for name in RESULT_COLUMNS})
         todo = _unresolved(conn, envelope_id)
         failures = _unparsable(todo, PARSE_ROWS)
         failed = 0
         if failures.height:
             _resolved, failed = _record(conn, envelope_id, failures)
-        resolved = conn.execute("""UPDATE bridge.disbursement SET disbursement_status = 'RESOLVED',
-                                   status_updated_at = now()
-                                   WHERE disbursement_envelope_id = %s AND disbursement_status = 'RECEIVED'""",
-                                (envelope_id,)).rowcount
-        if resolved + failed != todo.height:
-            raise RuntimeError(f"envelope {envelope_id}: {todo.height} disbursements read for resolution but "
-                               f"{resolved} resolved and {failed} failed: rolled back")
-        _resolved_event(conn, envelope_id, resolved, "beneficiary ids are financial addresses")
-    return resolved, failures
+        if failed != failures.height:
+            raise RuntimeError(f"envelope {envelope_id}: {failures.height} financial addresses do not parse but "
+                               f"{failed} disbursements became RESOLUTION_FAILED: rolled back")
+        conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET financial_addresses_parsed_at = now(),
+                        updated_at = now() WHERE disbursement_envelope_id = %s""", (envelope_id,))
+        ready = todo.height - failed
+        if ready:
+            conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
+                         "VALUES (%s, 'RESOLVED', %s)",
+                         (envelope_id, f"{ready} disbursement(s) have a financial address (their beneficiary ids "
+                                       "parse) and ship from RECEIVED"))
+    return ready, failures
 
 
 def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Resolver | None, batch_size: int,
@@ -164,7 +172,7 @@ def resolve_accounts(conn: psycopg.Connection, envelope: Envelope, resolver: Res
         result.failed = failures.height
         result.batches = 1
         result.failed_by_reason = dict(failures.group_by("failure_reason_code").len().iter_rows())
-        refresh_statistics(conn, "bridge.disbursement", result.resolved + result.failed)
+        refresh_statistics(conn, "bridge.disbursement", result.failed)  # only the failures changed state
         result.seconds = time.perf_counter() - started
         progress(f"resolution: {result.resolved} resolved, {result.failed} failed "
                  f"({(result.resolved + result.failed) / max(result.seconds, 1e-9):,.0f} rows/s)")

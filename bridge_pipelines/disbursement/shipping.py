@@ -1,6 +1,7 @@
 """Shipping payments to the sponsor bank in batches, exactly once.
 
-1. plan: in one transaction, RESOLVED disbursements not yet in a batch are cut into batches (set-wise); each batch
+1. plan: in one transaction, disbursements ready to ship (RESOLVED; or RECEIVED with their financial addresses
+   parsed, for programs without the ID mapper) not yet in a batch are cut into batches (set-wise); each batch
    gets a row in bank_disbursement_batch_status (PENDING) and each member its shipment_batch_id. This is the intent,
    committed BEFORE the bank is called.
 2. send: every PENDING batch is sent with its recorded id and the members' bank references. A retry, or a new run
@@ -28,7 +29,7 @@ from bridge_pipelines.bank.protocol import (PAYMENT_COLUMNS, BatchAcknowledgemen
                                             ServiceUnavailable, SponsorBankConnector)
 from bridge_pipelines.db.frames import copy_frame, read_frame
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
-from bridge_pipelines.disbursement.envelopes import Envelope
+from bridge_pipelines.disbursement.envelopes import AWAITING_SHIPMENT, Envelope, shippable_states_when
 from bridge_pipelines.disbursement.retry import call_with_retries
 from bridge_pipelines.faults import fault_point
 
@@ -80,7 +81,7 @@ todo AS (
            (row_number() OVER (ORDER BY d.bank_reference) - 1) / %(batch_size)s AS chunk
     FROM bridge.disbursement d
     LEFT JOIN planned p ON p.disbursement_id = d.disbursement_id
-    WHERE d.disbursement_envelope_id = %(envelope_id)s AND d.disbursement_status = 'RESOLVED'
+    WHERE d.disbursement_envelope_id = %(envelope_id)s AND d.disbursement_status = ANY(%(states)s)
       AND p.disbursement_id IS NULL
 ),
 chunks AS (
@@ -105,7 +106,7 @@ SELECT count(*) FROM batches
 """
 
 # A batch's members, in the order they were planned, with their state (batch_payments keeps those still waiting for
-# the bank's answer: RESOLVED; not filtered here, see record_acknowledgement). For programs without the ID mapper the
+# the bank's answer: AWAITING_SHIPMENT; not filtered here, see record_acknowledgement). For programs without the ID mapper the
 # beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address): there is no
 # resolution row to look up for them.
 _MEMBERS_SQL = """
@@ -126,11 +127,13 @@ MEMBERS_WITHOUT_MAPPER_SQL = _MEMBERS_SQL.format(fa_columns="", fa_join="")
 
 
 def _waiting_members(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
-    """The members of a recorded batch still waiting for the bank's answer (RESOLVED), as MEMBERS_SQL reads them."""
+    """The members of a recorded batch still waiting for the bank's answer (in a state of AWAITING_SHIPMENT, kept as
+    `from_status`: the acknowledgement moves a member only from the state it was read in), as MEMBERS_SQL reads
+    them."""
     members = read_frame(conn, MEMBERS_SQL if mapper_required else MEMBERS_WITHOUT_MAPPER_SQL, (batch_id,))
     if members.height:
-        members = members.filter(pl.col("disbursement_status") == "RESOLVED").drop("disbursement_status")
-    return members
+        members = members.filter(pl.col("disbursement_status").is_in(AWAITING_SHIPMENT))
+    return members.rename({"disbursement_status": "from_status"})
 
 
 def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: bool) -> pl.DataFrame:
@@ -143,15 +146,18 @@ def batch_payments(conn: psycopg.Connection, batch_id: str, mapper_required: boo
 
 
 def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) -> int:
-    """Record the intent: cut the envelope's unbatched RESOLVED disbursements into batches. Returns batches made."""
+    """Record the intent: cut the envelope's unbatched disbursements that are ready to ship (`shippable_states`)
+    into batches. Returns batches made."""
     with conn.transaction():
-        cancelled = conn.execute(
-            """SELECT e.cancellation_status = 'CANCELLED' FROM bridge.disbursement_envelope e
+        cancelled, addresses_parsed = conn.execute(
+            """SELECT e.cancellation_status = 'CANCELLED', bs.financial_addresses_parsed_at IS NOT NULL
+               FROM bridge.disbursement_envelope e
                JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id)
-               WHERE e.disbursement_envelope_id = %s FOR UPDATE OF bs, e""", (envelope_id,)).fetchone()[0]
+               WHERE e.disbursement_envelope_id = %s FOR UPDATE OF bs, e""", (envelope_id,)).fetchone()
         if cancelled:
             return 0
-        batches = conn.execute(PLAN_SQL, dict(envelope_id=envelope_id, batch_size=batch_size)).fetchone()[0]
+        batches = conn.execute(PLAN_SQL, dict(envelope_id=envelope_id, batch_size=batch_size,
+                                              states=shippable_states_when(addresses_parsed))).fetchone()[0]
         if batches:
             conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET shipment_status = 'IN_PROGRESS',
                             updated_at = now() WHERE disbursement_envelope_id = %s""", (envelope_id,))
@@ -182,16 +188,21 @@ def settle_batches_of_cancelled_envelope(conn: psycopg.Connection, envelope_id: 
                 """WITH members AS (
                        SELECT unnest(member_disbursement_ids) AS disbursement_id
                        FROM bridge.bank_disbursement_batch_status WHERE bank_disbursement_batch_id = %(b)s),
+                   target AS (
+                       SELECT d.disbursement_id, d.disbursement_status AS from_status
+                       FROM members m JOIN bridge.disbursement d USING (disbursement_id)
+                       WHERE d.disbursement_status = ANY(%(waiting)s)),
                    changed AS (
                        UPDATE bridge.disbursement d SET disbursement_status = 'CANCELLED',
                               status_reason_code = 'ENVELOPE_CANCELLED', cancelled_at = now(), status_updated_at = now()
-                       FROM members m
-                       WHERE d.disbursement_id = m.disbursement_id AND d.disbursement_status = 'RESOLVED'
-                       RETURNING d.disbursement_id, d.disbursement_envelope_id)
+                       FROM target t
+                       WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
+                       RETURNING d.disbursement_id, d.disbursement_envelope_id, t.from_status)
                    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
                                                           to_status, reason_code, detail)
-                   SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', 'CANCELLED', 'ENVELOPE_CANCELLED',
-                          'batch ' || %(b)s || ' never reached the bank' FROM changed""", dict(b=batch_id)).rowcount
+                   SELECT disbursement_id, disbursement_envelope_id, from_status, 'CANCELLED', 'ENVELOPE_CANCELLED',
+                          'batch ' || %(b)s || ' never reached the bank' FROM changed""",
+                dict(b=batch_id, waiting=list(AWAITING_SHIPMENT))).rowcount
             conn.execute("UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = 'CANCELLED', "
                          "latest_timestamp = now() WHERE bank_disbursement_batch_id = %s", (batch_id,))
     return acknowledged, cancelled
@@ -214,9 +225,10 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                            members: pl.DataFrame | None = None) -> tuple[int, int, dict[str, int]]:
     """One transaction: members to SHIPPED / FAILED, batch ACKNOWLEDGED, envelope counters.
 
-    `members`: the batch's payments as sent (batch_payments: disbursement_id and payment_reference of each member
-    that was RESOLVED when read); None reads them now, in this transaction (a batch settled after a cancellation). A
-    member whose state changed since it was read is not touched: the UPDATE moves only members still RESOLVED."""
+    `members`: the batch's payments as sent (batch_payments: disbursement_id, payment_reference and from_status, the
+    state of each member waiting for the bank when read); None reads them now, in this transaction (a batch settled
+    after a cancellation). A member whose state changed since it was read is not touched: the UPDATE moves only
+    members still in the state they were read in."""
     with conn.transaction():
         if members is None:
             members = _waiting_members(conn, batch_id, mapper_required=False)  # only ids and references are used
@@ -227,9 +239,8 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                                      "reference(s) more than once; the batch stays PENDING and will be sent again")
         # Each waiting member with the bank's answer for its reference, joined here (Polars) rather than in the
         # database: the only rows written are the ones the UPDATE below reads, each found by primary key.
-        answered = (members.select("disbursement_id", "payment_reference")
-                    .join(answers, on="payment_reference", how="left")
-                    .with_columns(pl.lit("RESOLVED").alias("from_status")))
+        answered = (members.select("disbursement_id", "payment_reference", "from_status")
+                    .join(answers, on="payment_reference", how="left"))
         missing = answered["status"].null_count()
         if missing:
             raise ShipmentIncomplete(f"batch {batch_id}: the bank's acknowledgement lacks {missing} payment(s); "
@@ -260,15 +271,15 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                        status_reason_code = CASE WHEN a.status = 'ACCEPTED' THEN NULL ELSE a.reason_code END,
                        shipped_at = CASE WHEN a.status = 'ACCEPTED' THEN now() END, status_updated_at = now(),
                        shipment_batch_id = %(batch_id)s
-                   FROM batch_member a  -- still RESOLVED: compared with a column, not a constant (above)
+                   FROM batch_member a  -- still as read: compared with a column, not a constant (above)
                    WHERE d.disbursement_id = a.disbursement_id AND d.disbursement_status = a.from_status
                    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_status,
-                             d.status_reason_code, d.disbursement_amount
+                             d.status_reason_code, d.disbursement_amount, a.from_status
                ),
                failed_events AS (
                    INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status,
                                                           to_status, reason_code, detail)
-                   SELECT disbursement_id, disbursement_envelope_id, 'RESOLVED', disbursement_status,
+                   SELECT disbursement_id, disbursement_envelope_id, from_status, disbursement_status,
                           status_reason_code, %(batch_id)s FROM changed WHERE disbursement_status = 'FAILED'
                )
                SELECT count(*) FILTER (WHERE disbursement_status = 'SHIPPED'),
@@ -278,8 +289,7 @@ def record_acknowledgement(conn: psycopg.Connection, envelope_id: str, batch_id:
                FROM changed""", dict(batch_id=batch_id)).fetchone()
         conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
                      "VALUES (%s, 'BATCH_ACKNOWLEDGED', %s)",
-                     (envelope_id, f"batch {batch_id}: {shipped} disbursement(s) RESOLVED -> SHIPPED, "
-                                   f"{failed} RESOLVED -> FAILED"))
+                     (envelope_id, f"batch {batch_id}: {shipped} disbursement(s) SHIPPED, {failed} FAILED"))
         conn.execute("""UPDATE bridge.bank_disbursement_batch_status SET disbursement_payment_status = 'ACKNOWLEDGED',
                         number_accepted = %s, number_rejected = %s, acknowledged_at = now(), latest_error_code = NULL,
                         latest_timestamp = now() WHERE bank_disbursement_batch_id = %s""",
