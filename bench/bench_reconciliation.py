@@ -1,13 +1,15 @@
 """Benchmark: MT940 statement reconciliation, N statement lines against N shipped disbursements.
 
-    python bench/bench_reconciliation.py [--lines 100000] [--page-size 2000] [--json] [--keep]
+    python bench/bench_reconciliation.py [--lines 100000] [--earlier 0] [--page-size 2000] [--json] [--keep]
 
 Starts an embedded PostgreSQL in a temporary folder (stopped and removed at the end), migrates it, inserts one envelope
 of shipped disbursements with set-based SQL (the rows the disbursement pipeline leaves: program, envelope, counters,
 payment batches of 10,000, disbursements SHIPPED with their bank references), writes the example bank's MT940 for them
 (its vectorised writer, pages of --page-size lines): ~97.5% payment debits, ~2% RD reversals of some of those payments
 (with /RTRN/ reasons, after the debits, as at the bank's end of day) and ~0.5% unrelated lines (funding credits and
-fees). Then it times, separately:
+fees). With --earlier N the table also holds N disbursements of an earlier cycle (another envelope, RECONCILED,
+inserted first, their references outside the statement's), as after months of cycles: what the reconciliation reads
+of those shows in its time. Then it times, separately:
 
   parse       parse_mt940 on the file's bytes
   checks      the integrity checks (balances close, pages chain, line counts)
@@ -59,6 +61,7 @@ from bridge_pipelines.statements.mt940 import parse_mt940  # noqa: E402
 
 ACCOUNT = "1000009999"
 ENVELOPE = "BENCH-2026-12-1"
+EARLIER_ENVELOPE = "BENCH-2026-11-1"
 DAY = date(2026, 12, 2)
 PAYMENT_BATCH_SIZE = 10_000
 REVERSAL_SHARE = 0.02
@@ -163,45 +166,60 @@ def amount_expr(i: pl.Expr) -> pl.Expr:
                           ((i * 13) % 100).cast(pl.String).str.zfill(2)])
 
 
-def build_database(conn: psycopg.Connection, disbursements: int) -> None:
-    """One program, one envelope of `disbursements` shipped disbursements in batches, as the pipeline leaves them."""
+def build_database(conn: psycopg.Connection, disbursements: int, earlier: int = 0) -> None:
+    """One program, one envelope of `disbursements` shipped disbursements in batches, as the pipeline leaves them
+    (numbered 1..disbursements); before it, with `earlier`, an envelope of an earlier cycle whose `earlier`
+    disbursements are all RECONCILED (numbered after the current ones, so that no reference of the statement names
+    them)."""
     with conn.transaction():
         conn.execute("""INSERT INTO bridge.benefit_program_configuration (benefit_program_mnemonic, benefit_program_name,
                         sponsor_bank_code, sponsor_bank_account_number, sponsor_bank_account_currency,
                         disbursement_currency_code) VALUES ('BENCH', 'Bench program', 'EXBANK', %s, 'USD', 'USD')""",
                      (ACCOUNT,))
-        conn.execute(f"""INSERT INTO bridge.disbursement_envelope (disbursement_envelope_id, benefit_program_mnemonic,
-                         disbursement_frequency, cycle_code_mnemonic, number_of_beneficiaries, number_of_disbursements,
-                         total_disbursement_amount, disbursement_currency_code, disbursement_schedule_date)
-                         SELECT %(e)s, 'BENCH', 'Monthly', '2026-12', %(n)s, %(n)s, sum({amount_sql('i')}), 'USD', %(d)s
-                         FROM generate_series(1, %(n)s) i""", dict(e=ENVELOPE, n=disbursements, d=DAY))
-        conn.execute(f"""INSERT INTO bridge.bank_disbursement_batch_status (bank_disbursement_batch_id,
-                         disbursement_envelope_id, batch_sequence, number_of_disbursements, total_disbursement_amount,
-                         disbursement_payment_status, number_accepted, number_rejected, attempts, latest_timestamp,
-                         acknowledged_at)
-                         SELECT 'PB' || lpad(upper(to_hex(b)), 14, '0'), %(e)s, b, count(*), sum({amount_sql('i')}),
-                                'ACKNOWLEDGED', count(*), 0, 1, now(), now()
-                         FROM generate_series(1, %(n)s) i, LATERAL (SELECT (i - 1) / %(size)s + 1 AS b) batch
-                         GROUP BY b""", dict(e=ENVELOPE, n=disbursements, size=PAYMENT_BATCH_SIZE))
-        conn.execute(f"""INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, mis_reference_number,
-                         beneficiary_id, beneficiary_name, disbursement_amount, narrative, disbursement_status,
-                         bank_reference, shipment_batch_id, shipped_at)
-                         SELECT %(e)s || '-' || lpad(i::text, 8, '0'), %(e)s, 'MIS-' || i,
-                                'account_number:BA' || lpad(i::text, 10, '0') || '.branch_code:001.bank_code:EXBANK'
-                                    || '.mode:bank',
-                                'Beneficiary ' || i, {amount_sql('i')}, 'BENCH 2026-12 transfer', 'SHIPPED',
-                                'G' || lpad(upper(to_hex(i)), 15, '0'),
-                                'PB' || lpad(upper(to_hex((i - 1) / %(size)s + 1)), 14, '0'), now()
-                         FROM generate_series(1, %(n)s) i""", dict(e=ENVELOPE, n=disbursements, size=PAYMENT_BATCH_SIZE))
+        if earlier:
+            _insert_envelope(conn, EARLIER_ENVELOPE, "2026-11", disbursements + 1, earlier, "RECONCILED")
+        _insert_envelope(conn, ENVELOPE, "2026-12", 1, disbursements, "SHIPPED")
         conn.execute("""INSERT INTO bridge.disbursement_envelope_batch_status (disbursement_envelope_id,
                         number_of_disbursements_received, total_disbursement_amount_received,
                         funds_available_with_bank, funds_blocked_with_bank, disbursement_started_at, shipment_status,
-                        shipment_attempts, number_of_disbursements_shipped, total_disbursement_amount_shipped)
+                        shipment_attempts, number_of_disbursements_shipped, total_disbursement_amount_shipped,
+                        number_of_disbursements_reconciled, total_disbursement_amount_reconciled)
                         SELECT disbursement_envelope_id, count(*), sum(disbursement_amount), 'FUNDS_AVAILABLE',
-                               'FUNDS_BLOCK_SUCCESS', now(), 'COMPLETED', 1, count(*), sum(disbursement_amount)
+                               'FUNDS_BLOCK_SUCCESS', now(), 'COMPLETED', 1, count(*), sum(disbursement_amount),
+                               count(*) FILTER (WHERE disbursement_status = 'RECONCILED'),
+                               coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'RECONCILED'), 0)
                         FROM bridge.disbursement GROUP BY disbursement_envelope_id""")
     conn.execute("ANALYZE bridge.disbursement")
     conn.execute("ANALYZE bridge.disbursement_recon")
+
+
+def _insert_envelope(conn: psycopg.Connection, envelope: str, cycle: str, first: int, count: int, state: str) -> None:
+    """An envelope of disbursements numbered first..first+count-1 in `state`, with their payment batches."""
+    values = dict(e=envelope, c=cycle, first=first, last=first + count - 1, n=count, d=DAY, size=PAYMENT_BATCH_SIZE,
+                  state=state)
+    conn.execute(f"""INSERT INTO bridge.disbursement_envelope (disbursement_envelope_id, benefit_program_mnemonic,
+                     disbursement_frequency, cycle_code_mnemonic, number_of_beneficiaries, number_of_disbursements,
+                     total_disbursement_amount, disbursement_currency_code, disbursement_schedule_date)
+                     SELECT %(e)s, 'BENCH', 'Monthly', %(c)s, %(n)s, %(n)s, sum({amount_sql('i')}), 'USD', %(d)s
+                     FROM generate_series(%(first)s, %(last)s) i""", values)
+    conn.execute(f"""INSERT INTO bridge.bank_disbursement_batch_status (bank_disbursement_batch_id,
+                     disbursement_envelope_id, batch_sequence, number_of_disbursements, total_disbursement_amount,
+                     disbursement_payment_status, number_accepted, number_rejected, attempts, latest_timestamp,
+                     acknowledged_at)
+                     SELECT 'PB' || lpad(upper(to_hex(b)), 14, '0'), %(e)s, b, count(*), sum({amount_sql('i')}),
+                            'ACKNOWLEDGED', count(*), 0, 1, now(), now()
+                     FROM generate_series(%(first)s, %(last)s) i, LATERAL (SELECT (i - 1) / %(size)s + 1 AS b) batch
+                     GROUP BY b""", values)
+    conn.execute(f"""INSERT INTO bridge.disbursement (disbursement_id, disbursement_envelope_id, mis_reference_number,
+                     beneficiary_id, beneficiary_name, disbursement_amount, narrative, disbursement_status,
+                     bank_reference, shipment_batch_id, shipped_at)
+                     SELECT %(e)s || '-' || lpad(i::text, 8, '0'), %(e)s, 'MIS-' || i,
+                            'account_number:BA' || lpad(i::text, 10, '0') || '.branch_code:001.bank_code:EXBANK'
+                                || '.mode:bank',
+                            'Beneficiary ' || i, {amount_sql('i')}, 'BENCH ' || %(c)s || ' transfer', %(state)s,
+                            'G' || lpad(upper(to_hex(i)), 15, '0'),
+                            'PB' || lpad(upper(to_hex((i - 1) / %(size)s + 1)), 14, '0'), now()
+                     FROM generate_series(%(first)s, %(last)s) i""", values)
 
 
 def statement_entries(debits: int, reversals: int, unrelated: int) -> pl.DataFrame:
@@ -265,7 +283,7 @@ def rate(lines: int, seconds: float) -> float:
     return lines / seconds if seconds else float("inf")
 
 
-def run(lines: int, page_size: int, keep: bool, quiet: bool) -> dict[str, Any]:
+def run(lines: int, page_size: int, keep: bool, quiet: bool, earlier: int = 0) -> dict[str, Any]:
     def say(message: str) -> None:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
@@ -288,9 +306,10 @@ def run(lines: int, page_size: int, keep: bool, quiet: bool) -> dict[str, Any]:
 
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
-            build_database(conn, debits)
+            build_database(conn, debits, earlier)
         timings["setup_database"] = time.perf_counter() - started
-        say(f"{debits:,} shipped disbursements inserted in {timings['setup_database']:.1f} s")
+        say(f"{debits:,} shipped disbursements" + (f" and {earlier:,} of an earlier cycle" if earlier else "")
+            + f" inserted in {timings['setup_database']:.1f} s")
 
         started = time.perf_counter()
         entries = statement_entries(debits, reversals, unrelated)
@@ -349,7 +368,7 @@ def run(lines: int, page_size: int, keep: bool, quiet: bool) -> dict[str, Any]:
 
         timings["total_import"] = timings["parse"] + timings["checks"] + timings["record"] + timings["full"]
         figures = {
-            "lines": lines, "debits": debits, "reversals": reversals, "unrelated": unrelated,
+            "lines": lines, "earlier_disbursements": earlier, "debits": debits, "reversals": reversals, "unrelated": unrelated,
             "pages": rendered.number_of_pages, "megabytes": round(len(data) / 1e6, 2),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
             "lines_per_second": {k: round(rate(lines, timings[k])) for k in
@@ -371,7 +390,8 @@ class _Rollback(Exception):
 
 def verify(conn: psycopg.Connection, statement_id: str, debits: int, reversals: int, unrelated: int,
            summary) -> None:
-    found = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement GROUP BY 1").fetchall())
+    found = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement "
+                              "WHERE disbursement_envelope_id = %s GROUP BY 1", (ENVELOPE,)).fetchall())
     expected = {"RECONCILED": debits - reversals, "REVERSED": reversals} if reversals else {"RECONCILED": debits}
     assert found == expected, (found, expected)
     row = conn.execute("""SELECT number_of_lines, number_of_lines_reconciled, number_of_lines_unrelated,
@@ -379,7 +399,8 @@ def verify(conn: psycopg.Connection, statement_id: str, debits: int, reversals: 
                        (statement_id,)).fetchone()
     assert row == (debits + reversals + unrelated, debits + reversals, unrelated, 0), row
     counters = conn.execute("""SELECT number_of_disbursements_reconciled, number_of_disbursements_reversed
-                               FROM bridge.disbursement_envelope_batch_status""").fetchone()
+                               FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s""",
+                            (ENVELOPE,)).fetchone()
     assert counters == (debits - reversals, reversals), counters
     assert (summary.disbursements_reconciled, summary.disbursements_reversed) == (debits - reversals, reversals)
 
@@ -388,7 +409,9 @@ def print_figures(figures: dict[str, Any]) -> None:
     lines = figures["lines"]
     print(f"\nreconciliation bench: {lines:,} statement lines ({figures['debits']:,} debits, "
           f"{figures['reversals']:,} RD reversals, {figures['unrelated']:,} unrelated), {figures['pages']:,} pages, "
-          f"{figures['megabytes']} MB")
+          f"{figures['megabytes']} MB"
+          + (f"; {figures['earlier_disbursements']:,} disbursements of an earlier cycle in the table"
+             if figures["earlier_disbursements"] else ""))
     print(f"  {'step':<44}{'seconds':>10}{'lines/s':>14}")
     names = {"parse": "parse (parse_mt940)", "checks": "integrity checks", "record": "record account_statement",
              "load": "load candidates (COPY in/out)", "match": "Polars match (match.reconcile)",
@@ -406,11 +429,13 @@ def print_figures(figures: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100_000, help="statement lines (default 100,000)")
+    parser.add_argument("--earlier", type=int, default=0,
+                        help="disbursements of an earlier cycle in the table, not on the statement (default 0)")
     parser.add_argument("--page-size", type=int, default=2000, help=":61: lines per statement page (default 2000)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database folder")
     args = parser.parse_args(argv)
-    figures = run(args.lines, args.page_size, args.keep, quiet=args.json)
+    figures = run(args.lines, args.page_size, args.keep, quiet=args.json, earlier=args.earlier)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
