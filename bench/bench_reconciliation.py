@@ -177,7 +177,8 @@ def build_database(conn: psycopg.Connection, disbursements: int, earlier: int = 
                         disbursement_currency_code) VALUES ('BENCH', 'Bench program', 'EXBANK', %s, 'USD', 'USD')""",
                      (ACCOUNT,))
         if earlier:
-            _insert_envelope(conn, EARLIER_ENVELOPE, "2026-11", disbursements + 1, earlier, "RECONCILED")
+            after_last_batch = -(-disbursements // PAYMENT_BATCH_SIZE) * PAYMENT_BATCH_SIZE + 1  # batches of its own
+            _insert_envelope(conn, EARLIER_ENVELOPE, "2026-11", after_last_batch, earlier, "RECONCILED")
         _insert_envelope(conn, ENVELOPE, "2026-12", 1, disbursements, "SHIPPED")
         conn.execute("""INSERT INTO bridge.disbursement_envelope_batch_status (disbursement_envelope_id,
                         number_of_disbursements_received, total_disbursement_amount_received,

@@ -148,9 +148,9 @@ def test_reconciling_a_statement_stays_linear_when_statistics_say_nothing_is_shi
     assert _most_common_states(db)[0] == "RECONCILED"  # refreshed once the statement was reconciled
 
 
-def test_a_statement_marks_its_disbursements_reconciled_by_primary_key_whatever_else_the_table_holds(db):
-    """The RECONCILED update reads the statement's disbursements only, not every disbursement of every envelope and
-    cycle kept (the hash join the planner prefers: 13 s per 1,000,000-line statement at 10,000,000)."""
+def _statement_beside_an_earlier_cycle(db: psycopg.Connection):
+    """ENV-1's N disbursements SHIPPED and imported on a statement (returned: its check_statement outcome), beside
+    another envelope's N, already reconciled, whose bank references come after ENV-1's."""
     _received_envelope(db)
     others = N  # another envelope, already reconciled
     db.execute("""INSERT INTO bridge.disbursement_envelope (disbursement_envelope_id, benefit_program_mnemonic,
@@ -172,6 +172,13 @@ def test_a_statement_marks_its_disbursements_reconciled_by_primary_key_whatever_
     outcome = check_statement(db, "STMT-1", data)
     with db.transaction():
         record_statement(db, outcome, "statement.mt940", "0" * 64, data)
+    return outcome
+
+
+def test_a_statement_marks_its_disbursements_reconciled_by_primary_key_whatever_else_the_table_holds(db):
+    """The RECONCILED update reads the statement's disbursements only, not every disbursement of every envelope and
+    cycle kept (the hash join the planner prefers: 13 s per 1,000,000-line statement at 10,000,000)."""
+    outcome = _statement_beside_an_earlier_cycle(db)
     with rows_scanned(db, statements_containing="SET disbursement_status = 'RECONCILED'") as scanned:
         summary = reconcile_statement(db, "STMT-1", outcome.parsed)
     assert summary.disbursements_reconciled == N
@@ -179,6 +186,18 @@ def test_a_statement_marks_its_disbursements_reconciled_by_primary_key_whatever_
     # join also the other envelope's N rows
     assert 0 < scanned[0] <= 3 * N + 100, f"marking {N:,} disbursements RECONCILED scanned {scanned[0]:,} rows"
     assert db.execute("SELECT current_setting('enable_hashjoin')").fetchone()[0] == "on"
+
+
+def test_a_statements_candidates_are_read_from_the_range_of_its_references(db):
+    """Loading what a statement's lines name reads the disbursements in the range of its bank references, not every
+    disbursement of every cycle kept: the other envelope's N rows (references after the statement's) never reach
+    the join with the statement's references."""
+    outcome = _statement_beside_an_earlier_cycle(db)
+    with rows_scanned(db, statements_containing="IN (SELECT ref FROM recon_ref)") as scanned:
+        summary = reconcile_statement(db, "STMT-1", outcome.parsed)
+    assert summary.disbursements_reconciled == N
+    # the statement's references (N) and its disbursements (N); without the range also the other envelope's N
+    assert 0 < scanned[0] <= 2 * N + 100, f"loading {N:,} candidates scanned {scanned[0]:,} rows"
 
 
 def test_re_staging_an_envelope_stays_linear_when_statistics_say_nothing_is_pending(db):

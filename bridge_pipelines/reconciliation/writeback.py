@@ -82,11 +82,17 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
     # NOT EXISTS and the UNION (not NOT IN, not IN ... OR IN ...): those stay per-row subplans, hashed only while
     # the statement's references fit in work_mem; beyond ~100,000 references each row scanned the whole list
     # (quadratic: a 200,000-line statement naming reconciled payments did not finish in a minute).
+    # The range of the references restates the IN list (it keeps nothing out that the list lets in), for the
+    # planner: bank references are handed out in order, so a statement's references are the range of the
+    # disbursements shipped since the last statement, and only that part of the table (its bank reference index
+    # range) is read instead of every disbursement of every cycle kept.
+    low, high = (references.select(pl.col("ref").min().alias("low"), pl.col("ref").max().alias("high")).row(0)
+                 if references.height else (None, None))
     disbursements = read_frame(conn, """
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
                d.disbursement_amount, e.disbursement_currency_code AS currency, d.disbursement_status
         FROM bridge.disbursement d JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
-        WHERE d.bank_reference IN (SELECT ref FROM recon_ref)
+        WHERE d.bank_reference IN (SELECT ref FROM recon_ref) AND d.bank_reference BETWEEN %(low)s AND %(high)s
         UNION ALL
         SELECT d.disbursement_id, d.disbursement_envelope_id, d.bank_reference, d.shipment_batch_id,
                d.disbursement_amount, e.disbursement_currency_code, d.disbursement_status
@@ -95,7 +101,8 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
         JOIN bridge.disbursement d ON d.disbursement_id = m.disbursement_id
         JOIN bridge.disbursement_envelope e ON e.disbursement_envelope_id = d.disbursement_envelope_id
         WHERE b.bank_disbursement_batch_id IN (SELECT ref FROM recon_batch)
-          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", schema=DISBURSEMENT_SCHEMA)
+          AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.ref = d.bank_reference)""", dict(low=low, high=high),
+        schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
     # The reconciliations already recorded for these disbursements. One is only ever written in the transaction
