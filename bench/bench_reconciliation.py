@@ -369,7 +369,8 @@ def run(lines: int, page_size: int, keep: bool, quiet: bool, earlier: int = 0) -
 
         timings["total_import"] = timings["parse"] + timings["checks"] + timings["record"] + timings["full"]
         figures = {
-            "lines": lines, "earlier_disbursements": earlier, "debits": debits, "reversals": reversals, "unrelated": unrelated,
+            "lines": lines, "earlier_disbursements": earlier, "debits": debits, "reversals": reversals,
+            "unrelated": unrelated,
             "pages": rendered.number_of_pages, "megabytes": round(len(data) / 1e6, 2),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
             "lines_per_second": {k: round(rate(lines, timings[k])) for k in

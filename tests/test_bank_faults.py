@@ -94,7 +94,8 @@ def test_cancelled_envelope_after_block_releases_the_block_and_sends_nothing_mor
     assert states(db, staged["envelope"]) == {"CANCELLED": 60}
     # every member of a batch that never reached the bank, cancelled from the state it waited in (no ID mapper)
     assert db.execute("SELECT from_status, reason_code, count(*) FROM bridge.disbursement_event "
-                      "WHERE to_status = 'CANCELLED' GROUP BY 1, 2").fetchall() == [("RECEIVED", "ENVELOPE_CANCELLED", 60)]
+                      "WHERE to_status = 'CANCELLED' GROUP BY 1, 2").fetchall() == [
+        ("RECEIVED", "ENVELOPE_CANCELLED", 60)]
     assert ledger_debits(db) == {}
     row = envelope_row(db, staged["envelope"])
     assert row["funds_released_amount"] == row["funds_blocked_amount"]

@@ -94,7 +94,8 @@ def test_each_member_is_acknowledged_from_the_state_it_waited_in(db):
     event naming it."""
     _envelope(db, {f"D-{n}": _address(n) for n in range(1, 5)})
     resolve_accounts(db, load_envelope(db, "ENV-1"), resolver=None, batch_size=10)
-    db.execute("UPDATE bridge.disbursement SET disbursement_status = 'RESOLVED' WHERE disbursement_id IN ('D-1', 'D-2')")
+    db.execute("UPDATE bridge.disbursement SET disbursement_status = 'RESOLVED' "
+               "WHERE disbursement_id IN ('D-1', 'D-2')")
     assert plan_batches(db, "ENV-1", 10) == 1
     batch_id = db.execute("SELECT bank_disbursement_batch_id FROM bridge.bank_disbursement_batch_status").fetchone()[0]
     payments = batch_payments(db, batch_id, mapper_required=False)
@@ -102,8 +103,8 @@ def test_each_member_is_acknowledged_from_the_state_it_waited_in(db):
         "D-1": "RESOLVED", "D-2": "RESOLVED", "D-3": "RECEIVED", "D-4": "RECEIVED"}
     assert payments["bank_account_number"].to_list() == [f"{n:010d}" for n in range(1, 5)]
 
-    shipped, failed, reasons = record_acknowledgement(db, "ENV-1", batch_id, _answer(batch_id, payments, {"D-2", "D-4"}),
-                                                      payments)
+    answer = _answer(batch_id, payments, {"D-2", "D-4"})
+    shipped, failed, reasons = record_acknowledgement(db, "ENV-1", batch_id, answer, payments)
     assert (shipped, failed, reasons) == (2, 2, {"ACCOUNT_CLOSED": 2})
     assert _states(db) == {"D-1": "SHIPPED", "D-2": "FAILED", "D-3": "SHIPPED", "D-4": "FAILED"}
     assert sorted(db.execute("SELECT disbursement_id, from_status, to_status FROM bridge.disbursement_event "

@@ -99,8 +99,9 @@ def shippable_states_when(addresses_parsed: bool) -> list[str]:
 
 def shippable_states(conn: psycopg.Connection, envelope_id: str) -> list[str]:
     """shippable_states_when, for the envelope as it is recorded now."""
-    row = conn.execute("SELECT financial_addresses_parsed_at IS NOT NULL FROM bridge.disbursement_envelope_batch_status "
-                       "WHERE disbursement_envelope_id = %s", (envelope_id,)).fetchone()
+    row = conn.execute("SELECT financial_addresses_parsed_at IS NOT NULL "
+                       "FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s",
+                       (envelope_id,)).fetchone()
     return shippable_states_when(bool(row and row[0]))
 
 

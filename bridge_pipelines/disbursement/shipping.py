@@ -106,8 +106,8 @@ SELECT count(*) FROM batches
 """
 
 # A batch's members, in the order they were planned, with their state (batch_payments keeps those still waiting for
-# the bank's answer: AWAITING_SHIPMENT; not filtered here, see record_acknowledgement). For programs without the ID mapper the
-# beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address): there is no
+# the bank's answer: AWAITING_SHIPMENT; not filtered here, see record_acknowledgement). For programs without the ID
+# mapper the beneficiary_id is the financial address (parsed in Polars, see with_parsed_financial_address): there is no
 # resolution row to look up for them.
 _MEMBERS_SQL = """
 SELECT d.disbursement_status, d.bank_reference AS payment_reference, d.disbursement_id, d.disbursement_amount AS amount,
