@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.metadata import amount, markdown_list
 from bridge_pipelines.bank.protocol import ServiceRequestRejected
-from bridge_pipelines.disbursement.envelopes import begin_pipeline_run, envelope_lock, load_envelope
+from bridge_pipelines.disbursement.envelopes import begin_pipeline_run, envelope_lock, load_envelope, received_audit
 from bridge_pipelines.disbursement.funds import FundsBlockFailed, FundsNotAvailable, check_and_block_funds, release_unspent_block
 from bridge_pipelines.disbursement.resolution import record_mapper_error, resolve_accounts
 from bridge_pipelines.disbursement.retry import AttemptsExhausted
@@ -150,22 +150,13 @@ def envelope_payments(context: dg.AssetExecutionContext, database: BridgeDatabas
 def received_equals_declared(context: dg.AssetCheckExecutionContext, database: BridgeDatabase) -> dg.AssetCheckResult:
     envelope_id = context.partition_key
     with database.connect() as conn:
-        row = conn.execute(
-            """SELECT e.number_of_disbursements, e.total_disbursement_amount, e.cancellation_status,
-                      bs.number_of_disbursements_received, bs.total_disbursement_amount_received,
-                      (SELECT count(*) FROM bridge.disbursement d WHERE d.disbursement_envelope_id = e.disbursement_envelope_id
-                         AND d.status_reason_code IS DISTINCT FROM 'CANCELLED_BY_PBMS'),
-                      (SELECT coalesce(sum(disbursement_amount), 0) FROM bridge.disbursement d
-                         WHERE d.disbursement_envelope_id = e.disbursement_envelope_id
-                         AND d.status_reason_code IS DISTINCT FROM 'CANCELLED_BY_PBMS')
-               FROM bridge.disbursement_envelope e JOIN bridge.disbursement_envelope_batch_status bs
-               USING (disbursement_envelope_id) WHERE e.disbursement_envelope_id = %s""", (envelope_id,)).fetchone()
-    declared, declared_total, cancellation, received, received_total, rows, rows_total = row
-    passed = (cancellation == "CANCELLED") or (
-        declared == received == rows and declared_total == received_total == rows_total)
-    return dg.AssetCheckResult(passed=passed, metadata={
-        "declared": declared, "received": received, "rows": rows, "declared_total": str(declared_total),
-        "received_total": str(received_total), "rows_total": str(rows_total), "cancellation": cancellation})
+        audit = received_audit(conn, envelope_id)
+    if audit is None:
+        return dg.AssetCheckResult(passed=False, metadata={"problem": f"envelope {envelope_id} does not exist"})
+    return dg.AssetCheckResult(passed=audit.adds_up, metadata={
+        "declared": audit.declared, "received": audit.received, "rows": audit.rows,
+        "declared_total": str(audit.declared_total), "received_total": str(audit.received_total),
+        "rows_total": str(audit.rows_total), "cancellation": "CANCELLED" if audit.cancelled else "NOT_CANCELLED"})
 
 
 @dg.asset_check(asset=envelope_payments, partitions_def=envelope_partitions,

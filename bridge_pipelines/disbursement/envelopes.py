@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -103,6 +104,45 @@ def shippable_states(conn: psycopg.Connection, envelope_id: str) -> list[str]:
                        "FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s",
                        (envelope_id,)).fetchone()
     return shippable_states_when(bool(row and row[0]))
+
+
+@dataclass(frozen=True)
+class ReceivedAudit:
+    """An envelope's declared count and total, its received counters, and a recount of its rows (a disbursement
+    cancelled by PBMS gives its place back, so it is not counted)."""
+    declared: int
+    declared_total: Decimal
+    cancelled: bool
+    received: int
+    received_total: Decimal
+    rows: int
+    rows_total: Decimal
+
+    @property
+    def adds_up(self) -> bool:
+        """Received = declared, and the counters equal the recount (a cancelled envelope passes)."""
+        return self.cancelled or (self.declared == self.received == self.rows
+                                  and self.declared_total == self.received_total == self.rows_total)
+
+
+# The recount is one pass over the envelope's rows (count and total together) and not correlated with the envelope
+# row, so PostgreSQL may recount on several cores; the counters are read in the same statement, hence the same
+# snapshot.
+RECEIVED_AUDIT_SQL = """
+SELECT e.number_of_disbursements, e.total_disbursement_amount, e.cancellation_status = 'CANCELLED',
+       bs.number_of_disbursements_received, bs.total_disbursement_amount_received, r.rows, r.rows_total
+FROM bridge.disbursement_envelope e
+JOIN bridge.disbursement_envelope_batch_status bs USING (disbursement_envelope_id),
+     (SELECT count(*) AS rows, coalesce(sum(disbursement_amount), 0) AS rows_total FROM bridge.disbursement
+      WHERE disbursement_envelope_id = %(e)s AND status_reason_code IS DISTINCT FROM 'CANCELLED_BY_PBMS') r
+WHERE e.disbursement_envelope_id = %(e)s
+"""
+
+
+def received_audit(conn: psycopg.Connection, envelope_id: str) -> ReceivedAudit | None:
+    """The envelope's received counters against its declaration and a recount (None: no such envelope)."""
+    row = conn.execute(RECEIVED_AUDIT_SQL, dict(e=envelope_id)).fetchone()
+    return ReceivedAudit(*row) if row else None
 
 
 def envelope_lock(conn: psycopg.Connection, envelope_id: str):
