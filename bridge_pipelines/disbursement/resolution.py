@@ -101,7 +101,8 @@ def _record(conn: psycopg.Connection, envelope_id: str, results: pl.DataFrame) -
                    count(*) FILTER (WHERE disbursement_status = 'RESOLUTION_FAILED') FROM changed""").fetchone()
         resolved, failed = counts
         _count_failed(conn, envelope_id, failed)
-        _resolved_event(conn, envelope_id, resolved, "financial addresses from the ID mapper")
+        _resolved_event(conn, envelope_id, resolved, f"{resolved} disbursement(s) RECEIVED -> RESOLVED "
+                                                     "(financial addresses from the ID mapper)")
     return resolved, failed
 
 
@@ -111,12 +112,12 @@ def _count_failed(conn: psycopg.Connection, envelope_id: str, failed: int) -> No
                     WHERE disbursement_envelope_id = %s""", (failed, envelope_id))
 
 
-def _resolved_event(conn: psycopg.Connection, envelope_id: str, resolved: int, how: str) -> None:
-    """RESOLVED is recorded once per batch of the envelope (a failure per disbursement, with its reason)."""
+def _resolved_event(conn: psycopg.Connection, envelope_id: str, resolved: int, detail: str) -> None:
+    """RESOLVED is recorded once per batch of the envelope, when it resolved any (a failure per disbursement, with
+    its reason)."""
     if resolved:
         conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
-                     "VALUES (%s, 'RESOLVED', %s)",
-                     (envelope_id, f"{resolved} disbursement(s) RECEIVED -> RESOLVED ({how})"))
+                     "VALUES (%s, 'RESOLVED', %s)", (envelope_id, detail))
 
 
 def _unparsable(todo: pl.DataFrame, parse_rows: int) -> pl.DataFrame:
@@ -153,11 +154,8 @@ def _resolve_without_mapper(conn: psycopg.Connection, envelope_id: str) -> tuple
         conn.execute("""UPDATE bridge.disbursement_envelope_batch_status SET financial_addresses_parsed_at = now(),
                         updated_at = now() WHERE disbursement_envelope_id = %s""", (envelope_id,))
         ready = todo.height - failed
-        if ready:
-            conn.execute("INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail) "
-                         "VALUES (%s, 'RESOLVED', %s)",
-                         (envelope_id, f"{ready} disbursement(s) have a financial address (their beneficiary ids "
-                                       "parse) and ship from RECEIVED"))
+        _resolved_event(conn, envelope_id, ready, f"{ready} disbursement(s) have a financial address (their "
+                                                  "beneficiary ids parse) and ship from RECEIVED")
     return ready, failures
 
 
