@@ -12,6 +12,7 @@ import polars as pl
 import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
+from bridge_pipelines.db.planner import rows_by_primary_key
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
@@ -188,37 +189,33 @@ def _mark_reconciled(conn: psycopg.Connection, detail: str) -> int:
     # Each listed disbursement by primary key (the list comes in primary key order, see _write). The planner prefers
     # a hash join, which reads every disbursement in the table, of every envelope and cycle kept: 13 s per
     # 1,000,000-line statement at 10,000,000. Only for this statement: the transaction goes on.
-    hash_join, merge_join = conn.execute(
-        "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
-    conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
-    moved = int(conn.execute("""
-        WITH changed AS (
-            UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
-                   status_reason_code = NULL
-            FROM recon_reconciled t
-            WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
-            RETURNING d.disbursement_envelope_id, d.disbursement_amount
-        ),
-        per_envelope AS (
-            SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
-            FROM changed GROUP BY disbursement_envelope_id
-        ),
-        envelope_events AS (
-            INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
-            SELECT disbursement_envelope_id, 'RECONCILED',
-                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
-            FROM per_envelope
-        ),
-        counted AS (
-            UPDATE bridge.disbursement_envelope_batch_status bs SET
-                number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
-                total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
-                updated_at = now()
-            FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
-        )
-        SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0])
-    conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
-                 (hash_join, merge_join))
+    with rows_by_primary_key(conn):
+        moved = int(conn.execute("""
+            WITH changed AS (
+                UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
+                       status_reason_code = NULL
+                FROM recon_reconciled t
+                WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
+                RETURNING d.disbursement_envelope_id, d.disbursement_amount
+            ),
+            per_envelope AS (
+                SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
+                FROM changed GROUP BY disbursement_envelope_id
+            ),
+            envelope_events AS (
+                INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
+                SELECT disbursement_envelope_id, 'RECONCILED',
+                       format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
+                FROM per_envelope
+            ),
+            counted AS (
+                UPDATE bridge.disbursement_envelope_batch_status bs SET
+                    number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
+                    total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
+                    updated_at = now()
+                FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
+            )
+            SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0])
     return moved
 
 
