@@ -20,7 +20,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from bridge_pipelines.reconciliation.audit import envelopes_not_adding_up
+from bridge_pipelines.reconciliation.audit import TOUCHED_ENVELOPES_SQL, envelopes_not_adding_up, touched_envelopes
 from bridge_pipelines.statements import inbox as inbox_module
 from bridge_pipelines.statements.inbox import copy_into_inbox, register_new_files, safe_inbox_path
 from tests.bank_fixtures import *  # noqa: F403
@@ -135,6 +135,11 @@ def assert_lines_accounted_for(db: psycopg.Connection) -> None:
     for name, lines, reconciled, unrelated, in_error, unrelated_rows, error_rows in rows:
         assert lines == reconciled + unrelated + in_error, name
         assert (unrelated, in_error) == (unrelated_rows, error_rows), name
+    # the envelopes each reconciliation recorded (what its audit recounts) are those its reconciliations name
+    for statement_id, recorded in db.execute("SELECT statement_id, reconciled_envelope_ids FROM "
+                                             "bridge.account_statement WHERE statement_process_status = 'RECONCILED'"):
+        scanned = [row[0] for row in db.execute(TOUCHED_ENVELOPES_SQL, dict(s=statement_id))]
+        assert recorded == sorted(scanned), statement_id
 
 
 def check_passed(instance: dg.DagsterInstance, asset: str, check: str, partition: str) -> bool | None:
@@ -416,6 +421,23 @@ def test_every_error_recon_reason_end_to_end(bridge_env, db: psycopg.Connection,
                    "WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
         assert {name: envelopes_not_adding_up(db, statement_of(db, name)["statement_id"]) for name in statements} \
             == {"day1.sta": [envelope.envelope_id], "day2.sta": [envelope.envelope_id], "day3-eur.sta": []}
+        # each reconciliation recorded the envelopes it remitted or reversed disbursements of (migration 0018): the
+        # same as a scan of the reconciliations naming the statement, and the audit reads them from there
+        recorded = {name: statement_of(db, name)["reconciled_envelope_ids"] for name in statements}
+        scanned = {name: [row[0] for row in db.execute(TOUCHED_ENVELOPES_SQL,
+                                                       dict(s=statement_of(db, name)["statement_id"]))]
+                   for name in statements}
+        assert recorded == scanned == {"day1.sta": [envelope.envelope_id], "day2.sta": [envelope.envelope_id],
+                                       "day3-eur.sta": []}
+        day1 = statement_of(db, "day1.sta")["statement_id"]
+        db.execute("UPDATE bridge.account_statement SET reconciled_envelope_ids = '{}' WHERE statement_id = %s",
+                   (day1,))
+        assert envelopes_not_adding_up(db, day1) == []
+        # a statement reconciled before the migration (nothing recorded): the audit finds its envelopes by the scan
+        db.execute("UPDATE bridge.account_statement SET reconciled_envelope_ids = NULL WHERE statement_id = %s",
+                   (day1,))
+        assert touched_envelopes(db, day1) == [envelope.envelope_id]
+        assert envelopes_not_adding_up(db, day1) == [envelope.envelope_id]
 
 
 # --- 4. out-of-order arrival ----------------------------------------------------------------------------------------

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import psycopg
 
-# The envelopes the statement touched (its reconciliations name their envelope).
+# The envelopes the statement touched, as its reconciliation recorded them (migration 0018).
+RECORDED_ENVELOPES_SQL = """
+SELECT reconciled_envelope_ids FROM bridge.account_statement WHERE statement_id = %(s)s
+"""
+
+# The same for a statement reconciled before that: its reconciliations name their envelope. A sequential scan of every
+# reconciliation kept (no index by statement: migration 0015).
 TOUCHED_ENVELOPES_SQL = """
 SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_recon
 WHERE remittance_statement_id = %(s)s OR reversal_statement_id = %(s)s
@@ -36,7 +42,15 @@ def envelopes_not_adding_up(conn: psycopg.Connection, statement_id: str) -> list
     """The envelopes the statement reconciled or reversed disbursements of whose reconciled, reversed or shipped
     counter differs from a recount of their disbursements (none: the statement adds up). The counters and the recount
     are read in one statement, so a reconciliation committing meanwhile cannot make them differ."""
-    envelopes = [row[0] for row in conn.execute(TOUCHED_ENVELOPES_SQL, dict(s=statement_id))]
+    envelopes = touched_envelopes(conn, statement_id)
     if not envelopes:
         return []
     return [row[0] for row in conn.execute(ENVELOPES_NOT_ADDING_UP_SQL, dict(envelopes=envelopes))]
+
+
+def touched_envelopes(conn: psycopg.Connection, statement_id: str) -> list[str]:
+    """The envelopes whose disbursements the statement remitted or reversed (sorted)."""
+    row = conn.execute(RECORDED_ENVELOPES_SQL, dict(s=statement_id)).fetchone()
+    if row is not None and row[0] is not None:
+        return list(row[0])
+    return [row[0] for row in conn.execute(TOUCHED_ENVELOPES_SQL, dict(s=statement_id))]

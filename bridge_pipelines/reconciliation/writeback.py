@@ -397,6 +397,7 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
                     step_lines: int, started: float, optimistic: bool) -> ReconciliationSummary:
     summary = ReconciliationSummary(statement_id)
     envelopes: set[str] = set()
+    remitted_or_reversed: set[str] = set()  # the envelopes the audit recounts (see reconciliation/audit.py)
     with conn.transaction():
         conn.execute("SELECT 1 FROM bridge.account_statement WHERE statement_id = %s FOR UPDATE", (statement_id,))
         for offset in range(0, max(parsed.lines.height, 1), step_lines):  # file order: pages, entries in order
@@ -408,6 +409,7 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
             _write_lines(conn, result)
             conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")  # the next step creates them again
             envelopes |= set(step_envelopes)
+            remitted_or_reversed |= set(result.matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
             if "disbursement_envelope_id" in result.errors.columns:
                 envelopes |= set(result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list())
             summary.add_step(lines.height, result, reconciled, reversed_, error_sample)
@@ -415,8 +417,10 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
         summary.envelopes = sorted(envelopes)
         conn.execute("""UPDATE bridge.account_statement SET statement_process_status = 'RECONCILED',
                         number_of_lines_reconciled = %s, number_of_lines_unrelated = %s,
-                        number_of_lines_in_error = %s, processed_at = now() WHERE statement_id = %s""",
-                     (summary.reconciled_lines, summary.unrelated_lines, summary.error_lines, statement_id))
+                        number_of_lines_in_error = %s, reconciled_envelope_ids = %s, processed_at = now()
+                        WHERE statement_id = %s""",
+                     (summary.reconciled_lines, summary.unrelated_lines, summary.error_lines,
+                      sorted(remitted_or_reversed), statement_id))
         fault_point("reconciliation_before_commit")
     summary.seconds = time.perf_counter() - started
     return summary
