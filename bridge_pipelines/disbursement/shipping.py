@@ -72,6 +72,11 @@ class ShippingResult:
     completed: bool = False
 
 
+# For the plan's transaction only: its two sorts of the envelope's disbursements (by bank reference for the window,
+# then each batch's members) stay in memory instead of spilling to temporary files: 58 and 66 MB at 1,000,000 against
+# the server's default of 64 MB.
+PLAN_WORK_MEM = "512MB"
+
 PLAN_SQL = """
 WITH planned AS (  -- members of batches recorded earlier (whatever their state): never planned twice
     SELECT unnest(member_disbursement_ids) AS disbursement_id FROM bridge.bank_disbursement_batch_status
@@ -150,6 +155,7 @@ def plan_batches(conn: psycopg.Connection, envelope_id: str, batch_size: int) ->
     """Record the intent: cut the envelope's unbatched disbursements that are ready to ship (`shippable_states`)
     into batches. Returns batches made."""
     with conn.transaction():
+        conn.execute(f"SET LOCAL work_mem = '{PLAN_WORK_MEM}'")
         cancelled, addresses_parsed = conn.execute(
             """SELECT e.cancellation_status = 'CANCELLED', bs.financial_addresses_parsed_at IS NOT NULL
                FROM bridge.disbursement_envelope e
