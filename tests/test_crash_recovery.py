@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.bank_fixtures import *  # noqa: F403
-from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, stage, states
+from tests.pipeline_helpers import assert_each_debited_once, envelope_row, fund, ledger_debits, stage, states
 
 TODAY = date(2026, 12, 1)
 DUE = TODAY + timedelta(days=1)
@@ -57,6 +57,45 @@ def test_crash_while_shipping_then_process_again(fault: str, bridge_env, db: psy
         with bank.client() as client:
             stats = client.stats()
         assert "duplicate" in str(stats).lower()  # the re-sent batch was seen and de-duplicated by the bank
+
+
+def test_envelope_cancelled_after_a_crash_keeps_the_payments_the_bank_made(
+        bridge_env, db: psycopg.Connection, dagster_database_url: str, make_example_bank, monkeypatch) -> None:
+    """The bank booked a batch, the bridge died before recording its answer, then PBMS cancelled the envelope. The
+    bank's answer for that batch (and for any other it got) is recorded: those payments were made and stay SHIPPED.
+    Batches the bank never got are cancelled and never sent; the rest of the block is released."""
+    monkeypatch.setenv("BRIDGE_PAYMENT_BATCH_SIZE", "25")
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
+    bank = make_example_bank(bank_failure_rate=0.0)
+    staged = stage(db.info.dsn, 100, DUE)
+    fund(bank, staged["sponsor_account"], "1000000.00")
+    assert bridge_process().returncode == 0
+    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+    crashed = bridge_process("after_bank_call")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    paid = len(ledger_debits(db))
+    assert paid in (25, 50), "the bank booked the first batch (and maybe the one in flight beside it)"
+    assert states(db, staged["envelope"]) == {"RECEIVED": 100}, "no answer was recorded"
+
+    db.execute("INSERT INTO staging.envelope_cancellation (disbursement_envelope_id) VALUES (%s)", (staged["envelope"],))
+    again = bridge_process()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert states(db, staged["envelope"]) == {"SHIPPED": paid, "CANCELLED": 100 - paid}
+    assert_each_debited_once(db, paid, "nothing more was sent after the cancellation")
+    shipped_references = {row[0] for row in db.execute(
+        "SELECT bank_reference FROM bridge.disbursement WHERE disbursement_status = 'SHIPPED'")}
+    assert shipped_references == set(ledger_debits(db)), "SHIPPED are exactly the payments the bank made"
+    batches = db.execute("SELECT disbursement_payment_status, count(*) FROM bridge.bank_disbursement_batch_status "
+                         "GROUP BY 1").fetchall()
+    assert dict(batches) == {"ACKNOWLEDGED": paid // 25, "CANCELLED": 4 - paid // 25}
+    assert db.execute("SELECT from_status, reason_code, count(*) FROM bridge.disbursement_event "
+                      "WHERE to_status = 'CANCELLED' GROUP BY 1, 2").fetchall() == [
+        ("RECEIVED", "ENVELOPE_CANCELLED", 100 - paid)]
+    row = envelope_row(db, staged["envelope"])
+    assert row["number_of_disbursements_shipped"] == paid
+    with bank.client() as client:
+        account = client.get_account(staged["sponsor_account"])
+    assert str(account["blocked"]) in ("0", "0.00", "0.000000"), "the unspent block is released"
 
 
 def test_crash_before_reconciliation_commit_then_again(bridge_env, db: psycopg.Connection, dagster_database_url: str,
