@@ -29,9 +29,8 @@ def bridge_process(fault: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([BRIDGE, "process"], env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("fault", ["after_batch_recorded", "after_bank_call", "between_steps"])
-def test_crash_while_shipping_then_process_again(fault: str, bridge_env, db: psycopg.Connection,
-                                                  dagster_database_url: str, make_example_bank, monkeypatch) -> None:
+def received_and_due(db: psycopg.Connection, make_example_bank, monkeypatch) -> tuple:
+    """100 disbursements taken in (batches of 25, the bank never fails a payment), and the schedule date reached."""
     monkeypatch.setenv("BRIDGE_PAYMENT_BATCH_SIZE", "25")
     monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
     bank = make_example_bank(bank_failure_rate=0.0)
@@ -39,6 +38,13 @@ def test_crash_while_shipping_then_process_again(fault: str, bridge_env, db: psy
     fund(bank, staged["sponsor_account"], "1000000.00")
     assert bridge_process().returncode == 0
     monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+    return bank, staged
+
+
+@pytest.mark.parametrize("fault", ["after_batch_recorded", "after_bank_call", "between_steps"])
+def test_crash_while_shipping_then_process_again(fault: str, bridge_env, db: psycopg.Connection,
+                                                  dagster_database_url: str, make_example_bank, monkeypatch) -> None:
+    bank, staged = received_and_due(db, make_example_bank, monkeypatch)
 
     crashed = bridge_process(fault)
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
@@ -64,13 +70,7 @@ def test_envelope_cancelled_after_a_crash_keeps_the_payments_the_bank_made(
     """The bank booked a batch, the bridge died before recording its answer, then PBMS cancelled the envelope. The
     bank's answer for that batch (and for any other it got) is recorded: those payments were made and stay SHIPPED.
     Batches the bank never got are cancelled and never sent; the rest of the block is released."""
-    monkeypatch.setenv("BRIDGE_PAYMENT_BATCH_SIZE", "25")
-    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", TODAY.isoformat())
-    bank = make_example_bank(bank_failure_rate=0.0)
-    staged = stage(db.info.dsn, 100, DUE)
-    fund(bank, staged["sponsor_account"], "1000000.00")
-    assert bridge_process().returncode == 0
-    monkeypatch.setenv("BRIDGE_BUSINESS_DATE", DUE.isoformat())
+    bank, staged = received_and_due(db, make_example_bank, monkeypatch)
     crashed = bridge_process("after_bank_call")
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     paid = len(ledger_debits(db))
