@@ -233,11 +233,13 @@ def reverse(conn: psycopg.Connection, detail: str) -> int:
 
 
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
-           optimistic: bool) -> tuple[int, int, list[str]]:
+           optimistic: bool) -> tuple[int, int, set[str], set[str]]:
     """`optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
     (nearly every line of a first statement) are COPYed straight into bridge.disbursement_recon. If a concurrent
     reconciliation of another statement recorded one of them meanwhile, the COPY fails with a unique violation and
-    the caller runs everything again with `optimistic=False` (INSERT ... ON CONFLICT for every row)."""
+    the caller runs everything again with `optimistic=False` (INSERT ... ON CONFLICT for every row).
+    Returns the disbursements moved to RECONCILED and to REVERSED, the envelopes of the disbursements the step remitted
+    or reversed, and the envelopes named by the statement's error-recon lines recorded so far."""
     matches = result.matches.with_columns(
         (pl.col("disbursement_id").is_in(existing["disbursement_id"].implode()) | (not optimistic)).alias("known"),
         # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
@@ -323,11 +325,11 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
                    "recon_reversed")
         conn.execute("ANALYZE recon_reversed")
         reversed_ = reverse(conn, detail)
-    envelopes = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
-    envelopes |= {row[0] for row in conn.execute(
+    remitted_or_reversed = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
+    in_error = {row[0] for row in conn.execute(
         "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
         "AND disbursement_envelope_id IS NOT NULL", (statement_id,))}
-    return reconciled, reversed_, sorted(envelopes)
+    return reconciled, reversed_, remitted_or_reversed, in_error
 
 
 ERROR_COLUMNS = ("statement_id", "statement_number", "statement_sequence", "page", "entry_sequence", "entry_date",
@@ -405,11 +407,12 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
                 offset, step_lines)).with_columns(pl.col("amount").cast(AMOUNT_DTYPE)))
             disbursements, existing = _load_candidates(conn, lines)
             result = reconcile(lines, disbursements, existing)
-            reconciled, reversed_, step_envelopes = _write(conn, statement_id, result, existing, optimistic)
+            reconciled, reversed_, step_remitted_or_reversed, step_in_error = _write(conn, statement_id, result,
+                                                                                      existing, optimistic)
             _write_lines(conn, result)
             conn.execute(f"DROP TABLE IF EXISTS {_STEP_TABLES}")  # the next step creates them again
-            envelopes |= set(step_envelopes)
-            remitted_or_reversed |= set(result.matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
+            remitted_or_reversed |= step_remitted_or_reversed
+            envelopes |= step_remitted_or_reversed | step_in_error
             if "disbursement_envelope_id" in result.errors.columns:
                 envelopes |= set(result.errors["disbursement_envelope_id"].drop_nulls().unique().to_list())
             summary.add_step(lines.height, result, reconciled, reversed_, error_sample)
