@@ -777,7 +777,8 @@ class Bench:
         import dagster as dg
 
         with psycopg.connect(self.env.database_url, autocommit=True) as conn:
-            states = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement "
+            # the states PBMS reads (a reconciled disbursement is stored SHIPPED with its remittance recorded)
+            states = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement_status "
                                        "GROUP BY 1").fetchall())
             status = conn.execute(
                 """SELECT number_of_disbursements_received, number_of_disbursements_shipped,
@@ -787,8 +788,8 @@ class Bench:
                           total_disbursement_amount_reversed
                    FROM bridge.disbursement_envelope_batch_status WHERE disbursement_envelope_id = %s""",
                 (envelope,)).fetchone()
-            amounts = dict(conn.execute("SELECT disbursement_status, sum(disbursement_amount) FROM bridge.disbursement "
-                                        "GROUP BY 1").fetchall())
+            amounts = dict(conn.execute("SELECT disbursement_status, sum(disbursement_amount) "
+                                        "FROM bridge.disbursement_status GROUP BY 1").fetchall())
             debits, distinct_debits, matched_debits, debit_sum = conn.execute(
                 """SELECT count(*), count(DISTINCT payment_reference),
                           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM bridge.disbursement d

@@ -169,8 +169,8 @@ def amount_expr(i: pl.Expr) -> pl.Expr:
 def build_database(conn: psycopg.Connection, disbursements: int, earlier: int = 0) -> None:
     """One program, one envelope of `disbursements` shipped disbursements in batches, as the pipeline leaves them
     (numbered 1..disbursements); before it, with `earlier`, an envelope of an earlier cycle whose `earlier`
-    disbursements are all RECONCILED (numbered after the current ones, so that no reference of the statement names
-    them)."""
+    disbursements are all RECONCILED (SHIPPED with their remittance recorded, as the reconciliation leaves them;
+    numbered after the current ones, so that no reference of the statement names them)."""
     with conn.transaction():
         conn.execute("""INSERT INTO bridge.benefit_program_configuration (benefit_program_mnemonic, benefit_program_name,
                         sponsor_bank_code, sponsor_bank_account_number, sponsor_bank_account_currency,
@@ -178,7 +178,14 @@ def build_database(conn: psycopg.Connection, disbursements: int, earlier: int = 
                      (ACCOUNT,))
         if earlier:
             after_last_batch = -(-disbursements // PAYMENT_BATCH_SIZE) * PAYMENT_BATCH_SIZE + 1  # batches of its own
-            _insert_envelope(conn, EARLIER_ENVELOPE, "2026-11", after_last_batch, earlier, "RECONCILED")
+            _insert_envelope(conn, EARLIER_ENVELOPE, "2026-11", after_last_batch, earlier, "SHIPPED")
+            conn.execute("""INSERT INTO bridge.disbursement_recon (disbursement_id, bank_disbursement_batch_id,
+                            disbursement_envelope_id, remittance_reference_number, remittance_statement_id,
+                            remittance_page, remittance_entry_sequence, remittance_entry_date, remittance_value_date)
+                            SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, bank_reference,
+                                   'EARLIER-STATEMENT', 0, row_number() OVER (ORDER BY disbursement_id), %s, %s
+                            FROM bridge.disbursement WHERE disbursement_envelope_id = %s""",
+                         (DAY, DAY, EARLIER_ENVELOPE))
         _insert_envelope(conn, ENVELOPE, "2026-12", 1, disbursements, "SHIPPED")
         conn.execute("""INSERT INTO bridge.disbursement_envelope_batch_status (disbursement_envelope_id,
                         number_of_disbursements_received, total_disbursement_amount_received,
@@ -187,9 +194,11 @@ def build_database(conn: psycopg.Connection, disbursements: int, earlier: int = 
                         number_of_disbursements_reconciled, total_disbursement_amount_reconciled)
                         SELECT disbursement_envelope_id, count(*), sum(disbursement_amount), 'FUNDS_AVAILABLE',
                                'FUNDS_BLOCK_SUCCESS', now(), 'COMPLETED', 1, count(*), sum(disbursement_amount),
-                               count(*) FILTER (WHERE disbursement_status = 'RECONCILED'),
-                               coalesce(sum(disbursement_amount) FILTER (WHERE disbursement_status = 'RECONCILED'), 0)
-                        FROM bridge.disbursement GROUP BY disbursement_envelope_id""")
+                               count(r.remittance_statement_id),
+                               coalesce(sum(disbursement_amount) FILTER (WHERE r.remittance_statement_id IS NOT NULL), 0)
+                        FROM bridge.disbursement LEFT JOIN bridge.disbursement_recon r USING (disbursement_id,
+                                                                                             disbursement_envelope_id)
+                        GROUP BY disbursement_envelope_id""")
     conn.execute("ANALYZE bridge.disbursement")
     conn.execute("ANALYZE bridge.disbursement_recon")
 
@@ -392,7 +401,7 @@ class _Rollback(Exception):
 
 def verify(conn: psycopg.Connection, statement_id: str, debits: int, reversals: int, unrelated: int,
            summary) -> None:
-    found = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement "
+    found = dict(conn.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement_status "
                               "WHERE disbursement_envelope_id = %s GROUP BY 1", (ENVELOPE,)).fetchall())
     expected = {"RECONCILED": debits - reversals, "REVERSED": reversals} if reversals else {"RECONCILED": debits}
     assert found == expected, (found, expected)

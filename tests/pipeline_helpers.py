@@ -46,7 +46,8 @@ def envelope_row(db: psycopg.Connection, envelope_id: str) -> dict:
 
 
 def states(db: psycopg.Connection, envelope_id: str) -> dict[str, int]:
-    return dict(db.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement "
+    """The envelope's disbursements by state, as PBMS reads them (bridge.disbursement_status)."""
+    return dict(db.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement_status "
                            "WHERE disbursement_envelope_id = %s GROUP BY 1", (envelope_id,)).fetchall())
 
 

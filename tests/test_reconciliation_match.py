@@ -90,7 +90,7 @@ def test_reimporting_the_same_line_is_not_a_duplicate() -> None:
     lines = lines_frame([line(1, "D", "10.00", REF1)], statement_id="S1")
     existing = pl.DataFrame([{"disbursement_id": "D1", "remittance_statement_id": "S1", "remittance_page": 0,
                               "remittance_entry_sequence": 1, "reversal_found": False}], schema=EXISTING_RECON_SCHEMA)
-    result = reconcile(lines, disbursements(shipped(REF1, "D1", status="RECONCILED")), existing)
+    result = reconcile(lines, disbursements(shipped(REF1, "D1")), existing)  # reconciled: SHIPPED, remittance kept
     assert outcome(result, 1) == "RECONCILED"
     assert result.errors.height == 0
 

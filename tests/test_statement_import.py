@@ -104,7 +104,8 @@ def inbox_of(bridge_env: Path) -> Path:
 
 
 def all_states(db: psycopg.Connection) -> dict[str, str]:
-    return dict(db.execute("SELECT disbursement_id, disbursement_status FROM bridge.disbursement").fetchall())
+    """Every disbursement's state as PBMS reads it (bridge.disbursement_status)."""
+    return dict(db.execute("SELECT disbursement_id, disbursement_status FROM bridge.disbursement_status").fetchall())
 
 
 def recon_rows(db: psycopg.Connection) -> list[tuple]:
@@ -301,9 +302,11 @@ def test_reconciliation_alone_reads_the_stored_file(bridge_env, db: psycopg.Conn
 
 def test_a_reconciliation_row_inserted_meanwhile_is_handled(bridge_env, db: psycopg.Connection, make_example_bank,
                                                             business_day, monkeypatch) -> None:
-    """New reconciliation rows are written with a plain INSERT; when another statement's reconciliation inserted one
-    of them after the candidates were loaded (simulated: the first load does not see the existing rows), the unique
-    violation makes the statement reconcile again with conflict handling, with the same result as without the race."""
+    """New reconciliation rows are written with a plain COPY, and the optimistic pass reads the earlier
+    reconciliations of REVERSED candidates only. A disbursement it would record twice (here: remitted again by the
+    next day's statement; the same as another statement's reconciliation inserting its row after the candidates were
+    loaded) fails the COPY on the primary key, and the statement reconciles again reading every candidate's row, with
+    conflict handling: the line is a duplicate, as without the shortcut."""
     from bridge_pipelines.reconciliation import writeback
 
     bank = make_example_bank(bank_failure_rate=0.0)
@@ -316,17 +319,17 @@ def test_a_reconciliation_row_inserted_meanwhile_is_handled(bridge_env, db: psyc
 
         original, calls = writeback._load_candidates, []
 
-        def load_without_seeing_existing_rows(conn, lines):
-            disbursements, existing = original(conn, lines)
-            calls.append(existing.height)
-            return (disbursements, existing.clear()) if len(calls) == 1 else (disbursements, existing)
+        def load_and_count_existing_rows(conn, lines, optimistic):
+            disbursements, existing = original(conn, lines, optimistic)
+            calls.append((optimistic, existing.height))
+            return disbursements, existing
 
-        monkeypatch.setattr(writeback, "_load_candidates", load_without_seeing_existing_rows)
+        monkeypatch.setattr(writeback, "_load_candidates", load_and_count_existing_rows)
         copy_into_inbox(inbox, "day2.sta", mt940(envelope.account, [
             debit(first.bank_reference, first.amount), debit(second.bank_reference, second.amount)], statement_number=2))
         report = run_process(instance)
         assert report.success, [r.error for r in report.runs]
-    assert calls == [1, 1], "loaded twice: the optimistic attempt and the one with conflict handling"
+    assert calls == [(True, 0), (False, 1)], "loaded twice: the optimistic attempt and the one with conflict handling"
     assert states(db, envelope.envelope_id) == {"RECONCILED": 2, "SHIPPED": 1}
     errors = db.execute("SELECT bank_reference, error_reason FROM bridge.disbursement_error_recon").fetchall()
     assert errors == [(first.bank_reference, "DUPLICATE_DISBURSEMENT")]
@@ -446,12 +449,13 @@ def test_every_error_recon_reason_end_to_end(bridge_env, db: psycopg.Connection,
 def normalised_recon(db: psycopg.Connection, envelope: Envelope, roles: dict[str, str]) -> list[tuple]:
     """Per disbursement position in the envelope: its state and its recon row, statement ids replaced by roles."""
     position = {d.disbursement_id: index for index, d in enumerate(envelope.disbursements)}
-    rows = db.execute("""SELECT d.disbursement_id, d.disbursement_status, r.remittance_statement_id,
+    rows = db.execute("""SELECT d.disbursement_id, v.disbursement_status, r.remittance_statement_id,
                                 r.remittance_statement_sequence, r.remittance_page, r.remittance_entry_sequence,
                                 r.remittance_entry_date, r.remittance_value_date, r.remittance_reference_number,
                                 r.reversal_found, r.reversal_statement_id, r.reversal_page, r.reversal_entry_sequence,
                                 r.reversal_entry_date, r.reversal_value_date, r.reversal_reason
                          FROM bridge.disbursement d LEFT JOIN bridge.disbursement_recon r USING (disbursement_id)
+                         JOIN bridge.disbursement_status v USING (disbursement_id)
                          WHERE d.disbursement_envelope_id = %s""", (envelope.envelope_id,)).fetchall()
     by_reference = {d.bank_reference: index for index, d in enumerate(envelope.disbursements)}
     normalised = []

@@ -36,10 +36,12 @@ EXISTING_RECON_SCHEMA = {
     "reversal_page": pl.Int32(), "reversal_entry_sequence": pl.Int32(),
 }
 
-SHIPPED_STATES = ("SHIPPED", "RECONCILED", "REVERSED")
-# The states a disbursement is in once a statement line reconciled or reversed it (and so its reconciliation row
-# exists): the write-back records the row and moves the state in one transaction.
-SETTLED_STATES = ("RECONCILED", "REVERSED")
+# The stored states of a disbursement the bank was paid for. A reconciled one stays SHIPPED: its remittance is
+# recorded in bridge.disbursement_recon, and that makes it RECONCILED (migration 0020).
+SHIPPED_STATES = ("SHIPPED", "REVERSED")
+# The stored states in which a disbursement always has its reconciliation row (a SHIPPED one may have one too: then
+# it is reconciled). The write-back records the reversal and moves the state in one transaction.
+SETTLED_STATES = ("REVERSED",)
 
 
 @dataclass

@@ -1,6 +1,11 @@
 """Reconciling one imported statement: load what its lines name, run the pure `reconcile`, write back in ONE
 transaction (COPY into temp tables, then set-based INSERT ... ON CONFLICT / UPDATE ... FROM), and move the counters of
-the envelopes it touched by what changed."""
+the envelopes it touched by what changed.
+
+A remittance is recorded in bridge.disbursement_recon and nowhere else: the disbursement stays SHIPPED, and a SHIPPED
+disbursement with a recorded remittance is RECONCILED (migration 0020; bridge.disbursement_status shows it so). Only a
+reversal rewrites the disbursement (to REVERSED). The row in disbursement_recon is what orders concurrent
+reconciliations of the same disbursement: whoever records second waits for the first, then sees what it recorded."""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ import polars as pl
 import psycopg
 
 from bridge_pipelines.db.frames import copy_frame, read_frame
-from bridge_pipelines.db.planner import rows_by_primary_key
 from bridge_pipelines.db.statistics import DISBURSEMENT_STATE_COLUMNS, refresh_statistics
 from bridge_pipelines.faults import fault_point
 from bridge_pipelines.reconciliation.match import (DISBURSEMENT_SCHEMA, EXISTING_RECON_SCHEMA, REMITTANCE, REVERSAL,
@@ -69,8 +73,10 @@ def statement_lines_frame(statement_id: str, parsed: ParsedStatementFile,
     return lines.with_columns(pl.lit(statement_id).alias("statement_id")).join(pages, on="page", how="left")
 
 
-def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`refs`: the statement lines with their references extracted (`extract_references`)."""
+def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame,
+                     optimistic: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`refs`: the statement lines with their references extracted (`extract_references`). `optimistic`: see
+    `_write`; without it the earlier reconciliations of every candidate are read."""
     references = refs.select(pl.col("our_reference").alias("ref")).drop_nulls().unique()
     batches = refs.select(pl.col("our_batch").alias("ref")).drop_nulls().unique()
     conn.execute("CREATE TEMP TABLE recon_ref (ref text) ON COMMIT DROP")
@@ -106,12 +112,13 @@ def _load_candidates(conn: psycopg.Connection, refs: pl.DataFrame) -> tuple[pl.D
         schema=DISBURSEMENT_SCHEMA)
     if disbursements.height == 0:
         disbursements = pl.DataFrame(schema=DISBURSEMENT_SCHEMA)
-    # The reconciliations already recorded for these disbursements. One is only ever written in the transaction
-    # that moves its disbursement out of SHIPPED (to RECONCILED or REVERSED), so only the disbursements in those
-    # two states can have one: on a statement of new payments (nearly every line of a cycle's first statement)
-    # there is nothing to look up. The others are found by primary key, not by scanning every reconciliation for
-    # the statement's references (at 10,000,000 reconciliations that scan took 10 s per statement).
-    settled = (disbursements.filter(pl.col("disbursement_status").is_in(SETTLED_STATES))
+    # The reconciliations already recorded for these disbursements, found by primary key, not by scanning every
+    # reconciliation for the statement's references (at 10,000,000 reconciliations that scan took 10 s per
+    # statement). A REVERSED disbursement always has one. A SHIPPED one has one when it is reconciled already: the
+    # optimistic pass does not look (on a statement of new payments, nearly every line of a cycle's first statement,
+    # there is nothing to find), and a remittance it would record twice fails its COPY on the primary key, which
+    # sends the whole statement through the pass that reads them all.
+    settled = (disbursements.filter(pl.col("disbursement_status").is_in(SETTLED_STATES) | (not optimistic))
                .select("disbursement_id").unique())
     existing = pl.DataFrame(schema=EXISTING_RECON_SCHEMA)
     if settled.height:
@@ -143,31 +150,37 @@ RECON_REMITTANCE_COLUMNS = {  # bridge.disbursement_recon column: match column
 }
 
 
-# One pass of the reversals: disbursements of recon_reversed still SHIPPED or RECONCILED -> REVERSED, one event each
-# with the state it came from, and the envelope counters moved by exactly that (see _write).
+# One pass of the reversals: disbursements of recon_reversed still SHIPPED -> REVERSED, one event each with the state
+# PBMS saw it in (RECONCILED when its remittance was recorded before this step, which counted it reconciled; see
+# _write), and the envelope counters moved by exactly that. The remittance is read after this transaction recorded the
+# reversal in the same disbursement_recon row (waiting there for any reconciliation of it in flight), so a remittance
+# committed meanwhile is seen.
 REVERSE_SQL = """
 WITH target AS (
-    SELECT d.disbursement_id, d.disbursement_status AS from_status
+    SELECT d.disbursement_id, d.disbursement_status AS from_status,
+           r.remittance_statement_id IS NOT NULL AND NOT t.remitted_in_step AS was_reconciled
     FROM recon_reversed t JOIN bridge.disbursement d USING (disbursement_id)
+    LEFT JOIN bridge.disbursement_recon r USING (disbursement_id)
     WHERE d.disbursement_status = ANY (t.from_states)
 ),
 changed AS (
     UPDATE bridge.disbursement d SET disbursement_status = 'REVERSED', status_updated_at = now(),
            status_reason_code = 'REVERSED_BY_BANK'
     FROM target t WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
-    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_amount, t.from_status
+    RETURNING d.disbursement_id, d.disbursement_envelope_id, d.disbursement_amount, t.from_status, t.was_reconciled
 ),
 events AS (
     INSERT INTO bridge.disbursement_event (disbursement_id, disbursement_envelope_id, from_status, to_status,
                                            reason_code, detail)
-    SELECT disbursement_id, disbursement_envelope_id, from_status, 'REVERSED', 'REVERSED_BY_BANK', %(detail)s
+    SELECT disbursement_id, disbursement_envelope_id,
+           CASE WHEN was_reconciled THEN 'RECONCILED' ELSE from_status END, 'REVERSED', 'REVERSED_BY_BANK',
+           %(detail)s
     FROM changed
 ),
 per_envelope AS (
     SELECT disbursement_envelope_id, count(*) AS reversed, sum(disbursement_amount) AS amount,
-           count(*) FILTER (WHERE from_status = 'RECONCILED') AS was_reconciled,
-           coalesce(sum(disbursement_amount) FILTER (WHERE from_status = 'RECONCILED'), 0)
-               AS was_reconciled_amount
+           count(*) FILTER (WHERE was_reconciled) AS was_reconciled,
+           coalesce(sum(disbursement_amount) FILTER (WHERE was_reconciled), 0) AS was_reconciled_amount
     FROM changed GROUP BY disbursement_envelope_id
 ),
 counted AS (
@@ -183,47 +196,41 @@ counted AS (
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM changed)"""
 
 
-def _mark_reconciled(conn: psycopg.Connection, detail: str) -> int:
-    """Disbursements of recon_reconciled still SHIPPED -> RECONCILED, one envelope_event per envelope, and the
-    envelope counters moved by exactly that. Returns how many moved."""
-    # Each listed disbursement by primary key (the list comes in primary key order, see _write). The planner prefers
-    # a hash join, which reads every disbursement in the table, of every envelope and cycle kept: 13 s per
-    # 1,000,000-line statement at 10,000,000. Only for this statement: the transaction goes on.
-    with rows_by_primary_key(conn):
-        moved = int(conn.execute("""
-            WITH changed AS (
-                UPDATE bridge.disbursement d SET disbursement_status = 'RECONCILED', status_updated_at = now(),
-                       status_reason_code = NULL
-                FROM recon_reconciled t
-                WHERE d.disbursement_id = t.disbursement_id AND d.disbursement_status = t.from_status
-                RETURNING d.disbursement_envelope_id, d.disbursement_amount
-            ),
-            per_envelope AS (
-                SELECT disbursement_envelope_id, count(*) AS reconciled, sum(disbursement_amount) AS amount
-                FROM changed GROUP BY disbursement_envelope_id
-            ),
-            envelope_events AS (
-                INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
-                SELECT disbursement_envelope_id, 'RECONCILED',
-                       format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
-                FROM per_envelope
-            ),
-            counted AS (
-                UPDATE bridge.disbursement_envelope_batch_status bs SET
-                    number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
-                    total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
-                    updated_at = now()
-                FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id
-            )
-            SELECT coalesce(sum(reconciled), 0) FROM per_envelope""", dict(detail=detail)).fetchone()[0])
-    return moved
+def _count_reconciled(conn: psycopg.Connection, reconciled: pl.DataFrame, detail: str) -> int:
+    """`reconciled`: the disbursements whose remittance this step recorded and that it did not reverse, with their
+    envelope and amount. They are RECONCILED now (their state stays SHIPPED, see the module's docstring): one
+    envelope_event per envelope, and the envelope counters moved by exactly that. Returns how many."""
+    per_envelope = reconciled.group_by("disbursement_envelope_id").agg(
+        pl.len().alias("reconciled"), pl.col("disbursement_amount").sum().alias("amount"))
+    if per_envelope.height == 0:
+        return 0
+    conn.execute("""
+        WITH per_envelope AS (
+            SELECT * FROM unnest(%(envelopes)s::text[], %(counts)s::bigint[], %(amounts)s::numeric[])
+                AS p(disbursement_envelope_id, reconciled, amount)
+        ),
+        envelope_events AS (
+            INSERT INTO bridge.envelope_event (disbursement_envelope_id, event_type, detail)
+            SELECT disbursement_envelope_id, 'RECONCILED',
+                   format('%%s: %%s disbursement(s) SHIPPED -> RECONCILED', %(detail)s::text, reconciled)
+            FROM per_envelope
+        )
+        UPDATE bridge.disbursement_envelope_batch_status bs SET
+            number_of_disbursements_reconciled = bs.number_of_disbursements_reconciled + p.reconciled,
+            total_disbursement_amount_reconciled = bs.total_disbursement_amount_reconciled + p.amount,
+            updated_at = now()
+        FROM per_envelope p WHERE bs.disbursement_envelope_id = p.disbursement_envelope_id""",
+                 dict(envelopes=per_envelope["disbursement_envelope_id"].to_list(),
+                      counts=per_envelope["reconciled"].to_list(), amounts=per_envelope["amount"].to_list(),
+                      detail=detail))
+    return int(per_envelope["reconciled"].sum())
 
 
 def reverse(conn: psycopg.Connection, detail: str) -> int:
-    """Move the disbursements of recon_reversed to REVERSED; returns how many moved. A disbursement that another
-    statement's transaction moved meanwhile (SHIPPED -> RECONCILED, committed while this one waited for its row) is
-    skipped by a pass, since its state is no longer the one read, and taken by the next pass, which reads it again:
-    the counters move by the state each row really left."""
+    """Move the disbursements of recon_reversed to REVERSED; returns how many moved. A disbursement whose state another
+    transaction changed meanwhile (committed while this one waited for its row) is skipped by a pass, since its state
+    is no longer the one read, and taken by the next pass if it is still one to reverse: the counters move by the
+    state each row really left."""
     moved = 0
     while True:
         targets, changed = conn.execute(REVERSE_SQL, dict(detail=detail)).fetchone()
@@ -232,14 +239,56 @@ def reverse(conn: psycopg.Connection, detail: str) -> int:
             return moved
 
 
+REMITTANCE_UPSERT_SQL = """
+INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id, disbursement_envelope_id,
+    remittance_reference_number, remittance_statement_id, remittance_statement_number, remittance_statement_sequence,
+    remittance_page, remittance_entry_sequence, remittance_entry_date, remittance_value_date)
+SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, reference, statement_id, statement_number,
+       statement_sequence, page, entry_sequence, entry_date, value_date
+FROM recon_match WHERE match_kind = 'REMITTANCE'
+ON CONFLICT (disbursement_id) DO UPDATE SET
+    remittance_reference_number = excluded.remittance_reference_number,
+    remittance_statement_id = excluded.remittance_statement_id,
+    remittance_statement_number = excluded.remittance_statement_number,
+    remittance_statement_sequence = excluded.remittance_statement_sequence,
+    remittance_page = excluded.remittance_page, remittance_entry_sequence = excluded.remittance_entry_sequence,
+    remittance_entry_date = excluded.remittance_entry_date, remittance_value_date = excluded.remittance_value_date,
+    updated_at = now()
+WHERE r.remittance_statement_id IS NULL
+RETURNING r.disbursement_id, r.reversal_found"""
+
+REVERSAL_UPSERT_SQL = """
+INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id, disbursement_envelope_id,
+    reversal_found, reversal_statement_id, reversal_statement_number, reversal_statement_sequence, reversal_page,
+    reversal_entry_sequence, reversal_entry_date, reversal_value_date, reversal_reason)
+SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, true, statement_id, statement_number,
+       statement_sequence, page, entry_sequence, entry_date, value_date, reason
+FROM recon_match WHERE match_kind = 'REVERSAL'
+ON CONFLICT (disbursement_id) DO UPDATE SET
+    reversal_found = true, reversal_statement_id = excluded.reversal_statement_id,
+    reversal_statement_number = excluded.reversal_statement_number,
+    reversal_statement_sequence = excluded.reversal_statement_sequence, reversal_page = excluded.reversal_page,
+    reversal_entry_sequence = excluded.reversal_entry_sequence, reversal_entry_date = excluded.reversal_entry_date,
+    reversal_value_date = excluded.reversal_value_date, reversal_reason = excluded.reversal_reason,
+    updated_at = now()
+WHERE NOT r.reversal_found"""
+
+RECON_MATCH_TABLE_SQL = """CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
+    shipment_batch_id text, match_kind text, statement_id text, statement_number text, statement_sequence text,
+    page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text)
+    ON COMMIT DROP"""
+
+
 def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationResult, existing: pl.DataFrame,
            optimistic: bool) -> tuple[int, int, set[str], set[str]]:
     """`optimistic`: the remittances of disbursements without a reconciliation row when the candidates were loaded
-    (nearly every line of a first statement) are COPYed straight into bridge.disbursement_recon. If a concurrent
-    reconciliation of another statement recorded one of them meanwhile, the COPY fails with a unique violation and
-    the caller runs everything again with `optimistic=False` (INSERT ... ON CONFLICT for every row).
-    Returns the disbursements moved to RECONCILED and to REVERSED, the envelopes of the disbursements the step remitted
-    or reversed, and the envelopes named by the statement's error-recon lines recorded so far."""
+    (nearly every line of a first statement; with `optimistic` only REVERSED candidates' rows were loaded) are COPYed
+    straight into bridge.disbursement_recon. If one of them has a row after all (reconciled by an earlier statement
+    or step, or by a concurrent reconciliation of another statement meanwhile), the COPY fails with a unique
+    violation and the caller runs everything again with `optimistic=False` (every candidate's row loaded, INSERT ...
+    ON CONFLICT for every row).
+    Returns the disbursements that became RECONCILED and REVERSED, the envelopes of the disbursements the step
+    remitted or reversed, and the envelopes named by the statement's error-recon lines recorded so far."""
     matches = result.matches.with_columns(
         (pl.col("disbursement_id").is_in(existing["disbursement_id"].implode()) | (not optimistic)).alias("known"),
         # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
@@ -250,79 +299,45 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     copy_frame(conn, matches.filter(fresh).select(**{column: pl.col(source)
                                                      for column, source in RECON_REMITTANCE_COLUMNS.items()}),
                "bridge.disbursement_recon")
-    conn.execute("""CREATE TEMP TABLE recon_match (disbursement_id text, disbursement_envelope_id text,
-        shipment_batch_id text, match_kind text, statement_id text, statement_number text, statement_sequence text,
-        page integer, entry_sequence integer, entry_date date, value_date date, reference text, reason text)
-        ON COMMIT DROP""")
+    conn.execute(RECON_MATCH_TABLE_SQL)
     copy_frame(conn, matches.filter(~fresh).select(*MATCH_COLUMNS), "recon_match")
     conn.execute("ANALYZE recon_match")  # statistics for the joins below (see _load_candidates)
-    conn.execute("""
-        INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
-            disbursement_envelope_id, remittance_reference_number, remittance_statement_id,
-            remittance_statement_number, remittance_statement_sequence, remittance_page, remittance_entry_sequence,
-            remittance_entry_date, remittance_value_date)
-        SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, reference, statement_id,
-               statement_number, statement_sequence, page, entry_sequence, entry_date, value_date
-        FROM recon_match WHERE match_kind = 'REMITTANCE'
-        ON CONFLICT (disbursement_id) DO UPDATE SET
-            remittance_reference_number = excluded.remittance_reference_number,
-            remittance_statement_id = excluded.remittance_statement_id,
-            remittance_statement_number = excluded.remittance_statement_number,
-            remittance_statement_sequence = excluded.remittance_statement_sequence,
-            remittance_page = excluded.remittance_page,
-            remittance_entry_sequence = excluded.remittance_entry_sequence,
-            remittance_entry_date = excluded.remittance_entry_date,
-            remittance_value_date = excluded.remittance_value_date, updated_at = now()
-        WHERE r.remittance_statement_id IS NULL""")
-    conn.execute("""
-        INSERT INTO bridge.disbursement_recon AS r (disbursement_id, bank_disbursement_batch_id,
-            disbursement_envelope_id, reversal_found, reversal_statement_id, reversal_statement_number,
-            reversal_statement_sequence, reversal_page, reversal_entry_sequence, reversal_entry_date,
-            reversal_value_date, reversal_reason)
-        SELECT disbursement_id, shipment_batch_id, disbursement_envelope_id, true, statement_id, statement_number,
-               statement_sequence, page, entry_sequence, entry_date, value_date, reason
-        FROM recon_match WHERE match_kind = 'REVERSAL'
-        ON CONFLICT (disbursement_id) DO UPDATE SET
-            reversal_found = true, reversal_statement_id = excluded.reversal_statement_id,
-            reversal_statement_number = excluded.reversal_statement_number,
-            reversal_statement_sequence = excluded.reversal_statement_sequence,
-            reversal_page = excluded.reversal_page, reversal_entry_sequence = excluded.reversal_entry_sequence,
-            reversal_entry_date = excluded.reversal_entry_date, reversal_value_date = excluded.reversal_value_date,
-            reversal_reason = excluded.reversal_reason, updated_at = now()
-        WHERE NOT r.reversal_found""")
+    # the remittances recorded by the upsert, and whether the disbursement's row says reversed (by an earlier
+    # statement, or by a concurrent one that this statement waited for)
+    upserted = read_frame(conn, REMITTANCE_UPSERT_SQL,
+                          schema={"disbursement_id": pl.String(), "reversal_found": pl.String()})
+    conn.execute(REVERSAL_UPSERT_SQL)
     # The match decides: a disbursement the statement names with a reversal (on this statement or recorded before)
-    # -> REVERSED, from SHIPPED or RECONCILED, one event per disbursement with the state it came from; any other it
-    # names -> RECONCILED, from SHIPPED only, one event per statement and envelope. A reversal recorded meanwhile by
-    # a concurrent statement is never overwritten: that transaction also moved the disbursement to REVERSED, and
-    # only SHIPPED becomes RECONCILED. (Two statements rather than one UPDATE with RETURNING old.*, which needs
-    # PostgreSQL 18; the bridge supports 14 and later.)
+    # -> REVERSED, from SHIPPED, one event per disbursement with the state PBMS saw it in; a remittance this step
+    # recorded of any other -> RECONCILED (the state stays SHIPPED), one event per statement and envelope. A reversal
+    # recorded meanwhile by a concurrent statement is never overwritten: that transaction also moved the disbursement
+    # to REVERSED, and the upsert above returned its row as reversed.
     reversed_ids = pl.concat([
         matches.filter(pl.col("match_kind") == REVERSAL).select("disbursement_id"),
         matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")]).unique()
-    # Each list carries the states its disbursements may move from, and each UPDATE compares the disbursement's
-    # state with that column: a join to one analysed list by primary key, and no restriction of bridge.disbursement by
-    # a constant state. Its statistics may be a stage behind (saying that nothing is SHIPPED yet); a plan built on
-    # them expects one SHIPPED row and scans the table once per line. (Deciding from disbursement_recon's
-    # reversal_found went wrong the same way: its statistics cannot know this transaction's reversals, and a statement
-    # of 200,000 reversals against 10,000,000 reconciliations did not finish in minutes.) An empty list is not
-    # written at all: joining an empty analysed table still made the planner scan the whole of bridge.disbursement,
-    # 6 s per statement at 10,000,000.
-    # in primary key order: each is looked up by primary key (see _mark_reconciled), and in the order of the index
-    # (and, for disbursements inserted in id order, of the table) the lookups read each page once: 1,000,000 took
-    # 8.4-8.9 s in the order `unique` leaves and 4.8-5.7 s sorted (5.6-8.3 s by the hash join)
-    to_reconcile = (matches.select("disbursement_id").unique().join(reversed_ids, on="disbursement_id", how="anti")
-                    .sort("disbursement_id"))
+    remitted = pl.concat([
+        matches.filter(fresh).select("disbursement_id"),
+        upserted.filter(pl.col("reversal_found") == "f").select("disbursement_id")])
+    reconciled_now = (matches.filter(pl.col("match_kind") == REMITTANCE)
+                      .join(remitted, on="disbursement_id", how="semi")
+                      .join(reversed_ids, on="disbursement_id", how="anti")
+                      .select("disbursement_id", "disbursement_envelope_id", "disbursement_amount"))
     detail = f"statement {statement_id}"
-    reconciled = reversed_ = 0
-    if to_reconcile.height:
-        conn.execute("CREATE TEMP TABLE recon_reconciled (disbursement_id text, from_status text) ON COMMIT DROP")
-        copy_frame(conn, to_reconcile.with_columns(pl.lit("SHIPPED").alias("from_status")), "recon_reconciled")
-        conn.execute("ANALYZE recon_reconciled")
-        reconciled = _mark_reconciled(conn, detail)
+    reconciled = _count_reconciled(conn, reconciled_now, detail)
+    reversed_ = 0
     if reversed_ids.height:
-        conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[]) ON COMMIT DROP")
-        copy_frame(conn, reversed_ids.with_columns(pl.lit("{SHIPPED,RECONCILED}").alias("from_states")),
-                   "recon_reversed")
+        # The list carries the states its disbursements may move from, and the UPDATE compares the disbursement's
+        # state with that column: a join to one analysed list by primary key, and no restriction of
+        # bridge.disbursement by a constant state. Its statistics may be a stage behind (saying that nothing is
+        # SHIPPED yet); a plan built on them expects one SHIPPED row and scans the table once per line. An empty list
+        # is not written at all: joining an empty analysed table still made the planner scan the whole of
+        # bridge.disbursement, 6 s per statement at 10,000,000.
+        conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[], "
+                     "remitted_in_step boolean) ON COMMIT DROP")
+        copy_frame(conn, reversed_ids.with_columns(
+            pl.lit("{SHIPPED}").alias("from_states"),
+            pl.col("disbursement_id").is_in(remitted["disbursement_id"].implode()).alias("remitted_in_step")),
+            "recon_reversed")
         conn.execute("ANALYZE recon_reversed")
         reversed_ = reverse(conn, detail)
     remitted_or_reversed = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
@@ -372,8 +387,7 @@ def _write_lines(conn: psycopg.Connection, result: ReconciliationResult) -> None
 # following the previous one, which gives the same result: a line naming a disbursement that an earlier line already
 # remitted or reversed is a duplicate either way (earlier steps' rows are read back as existing reconciliations).
 RECONCILE_STEP_LINES = 1_000_000
-_STEP_TABLES = ("recon_ref, recon_batch, recon_settled, recon_match, recon_reconciled, recon_reversed, recon_error, "
-                "recon_unrelated")
+_STEP_TABLES = "recon_ref, recon_batch, recon_settled, recon_match, recon_reversed, recon_error, recon_unrelated"
 
 
 def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: ParsedStatementFile,
@@ -389,9 +403,8 @@ def reconcile_statement(conn: psycopg.Connection, statement_id: str, parsed: Par
                  "meanwhile; reconciling again with conflict handling", statement_id)
         summary = _reconcile_once(conn, statement_id, parsed, error_sample, step_lines, started, optimistic=False)
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:  # committed, not in a caller's transaction
-        refresh_statistics(conn, "bridge.disbursement",
-                           summary.disbursements_reconciled + summary.disbursements_reversed,
-                           DISBURSEMENT_STATE_COLUMNS)
+        # only a reversal changes a disbursement's stored state (see the module's docstring)
+        refresh_statistics(conn, "bridge.disbursement", summary.disbursements_reversed, DISBURSEMENT_STATE_COLUMNS)
     return summary
 
 
@@ -405,7 +418,7 @@ def _reconcile_once(conn: psycopg.Connection, statement_id: str, parsed: ParsedS
         for offset in range(0, max(parsed.lines.height, 1), step_lines):  # file order: pages, entries in order
             lines = extract_references(statement_lines_frame(statement_id, parsed, parsed.lines.slice(
                 offset, step_lines)).with_columns(pl.col("amount").cast(AMOUNT_DTYPE)))
-            disbursements, existing = _load_candidates(conn, lines)
+            disbursements, existing = _load_candidates(conn, lines, optimistic)
             result = reconcile(lines, disbursements, existing)
             reconciled, reversed_, step_remitted_or_reversed, step_in_error = _write(conn, statement_id, result,
                                                                                       existing, optimistic)

@@ -14,12 +14,15 @@ from psycopg.types.json import Jsonb
 
 REPORT_SQL = """
 WITH d AS (
-    SELECT e.benefit_program_mnemonic AS program, d.disbursement_status, d.disbursement_amount, d.shipped_at,
-           r.reversal_reason
+    -- a SHIPPED disbursement with its remittance recorded is RECONCILED (migration 0020)
+    SELECT e.benefit_program_mnemonic AS program,
+           CASE WHEN d.disbursement_status = 'SHIPPED' AND r.remittance_statement_id IS NOT NULL THEN 'RECONCILED'
+                ELSE d.disbursement_status END AS disbursement_status,
+           d.disbursement_amount, d.shipped_at, r.reversal_reason
     FROM bridge.disbursement d
     JOIN bridge.disbursement_envelope e USING (disbursement_envelope_id)
     LEFT JOIN bridge.disbursement_recon r USING (disbursement_id)
-    WHERE d.disbursement_status IN ('SHIPPED', 'RECONCILED', 'REVERSED')
+    WHERE d.disbursement_status IN ('SHIPPED', 'REVERSED')
 )
 SELECT p.benefit_program_mnemonic AS program,
        count(d.*) AS shipped,
