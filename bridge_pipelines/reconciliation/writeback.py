@@ -289,7 +289,10 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     ON CONFLICT for every row).
     Returns the disbursements that became RECONCILED and REVERSED, the envelopes of the disbursements the step
     remitted or reversed, and the envelopes named by the statement's error-recon lines recorded so far."""
-    matches = result.matches.with_columns(
+    # only the columns written below: the match carries every column of the statement line (its text too), and each
+    # filter of a million matches copies every column it carries
+    matches = result.matches.select(
+        *(c for c in MATCH_COLUMNS if c not in ("reference", "reason")), "reversal_found", "disbursement_amount",
         (pl.col("disbursement_id").is_in(existing["disbursement_id"].implode()) | (not optimistic)).alias("known"),
         # the reference the line was matched on (a batch booking's lines carry NONREF as customer reference)
         pl.coalesce(pl.col("our_reference"), pl.col("our_batch"), pl.col("customer_reference")).alias("reference"),
@@ -312,19 +315,17 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     # recorded of any other -> RECONCILED (the state stays SHIPPED), one event per statement and envelope. A reversal
     # recorded meanwhile by a concurrent statement is never overwritten: that transaction also moved the disbursement
     # to REVERSED, and the upsert above returned its row as reversed.
-    reversed_ids = pl.concat([
-        matches.filter(pl.col("match_kind") == REVERSAL).select("disbursement_id"),
-        matches.filter(pl.col("reversal_found").fill_null(False)).select("disbursement_id")]).unique()
-    remitted = pl.concat([
-        matches.filter(fresh).select("disbursement_id"),
-        upserted.filter(pl.col("reversal_found") == "f").select("disbursement_id")])
-    reconciled_now = (matches.filter(pl.col("match_kind") == REMITTANCE)
-                      .join(remitted, on="disbursement_id", how="semi")
-                      .join(reversed_ids, on="disbursement_id", how="anti")
-                      .select("disbursement_id", "disbursement_envelope_id", "disbursement_amount"))
+    reversed_ids = (matches.filter((pl.col("match_kind") == REVERSAL) | pl.col("reversal_found").fill_null(False))
+                    .select("disbursement_id").unique())
+    # (masks, not joins: the upserted and the reversed are few, the fresh nearly every match)
+    remitted = fresh | pl.col("disbursement_id").is_in(
+        upserted.filter(pl.col("reversal_found") == "f")["disbursement_id"].implode())
+    is_reversed = pl.col("disbursement_id").is_in(reversed_ids["disbursement_id"].implode())
+    reconciled_now = matches.filter((pl.col("match_kind") == REMITTANCE) & remitted & ~is_reversed).select(
+        "disbursement_id", "disbursement_envelope_id", "disbursement_amount")
     detail = f"statement {statement_id}"
     reconciled = _count_reconciled(conn, reconciled_now, detail)
-    reversed_ = 0
+    moved_to_reversed = 0
     if reversed_ids.height:
         # The list carries the states its disbursements may move from, and the UPDATE compares the disbursement's
         # state with that column: a join to one analysed list by primary key, and no restriction of
@@ -334,17 +335,18 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
         # bridge.disbursement, 6 s per statement at 10,000,000.
         conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[], "
                      "remitted_in_step boolean) ON COMMIT DROP")
+        remitted_ids = matches.filter((pl.col("match_kind") == REMITTANCE) & remitted)["disbursement_id"]
         copy_frame(conn, reversed_ids.with_columns(
             pl.lit("{SHIPPED}").alias("from_states"),
-            pl.col("disbursement_id").is_in(remitted["disbursement_id"].implode()).alias("remitted_in_step")),
+            pl.col("disbursement_id").is_in(remitted_ids.implode()).alias("remitted_in_step")),
             "recon_reversed")
         conn.execute("ANALYZE recon_reversed")
-        reversed_ = reverse(conn, detail)
+        moved_to_reversed = reverse(conn, detail)
     remitted_or_reversed = set(matches["disbursement_envelope_id"].drop_nulls().unique().to_list())
     in_error = {row[0] for row in conn.execute(
         "SELECT DISTINCT disbursement_envelope_id FROM bridge.disbursement_error_recon WHERE statement_id = %s "
         "AND disbursement_envelope_id IS NOT NULL", (statement_id,))}
-    return reconciled, reversed_, remitted_or_reversed, in_error
+    return reconciled, moved_to_reversed, remitted_or_reversed, in_error
 
 
 ERROR_COLUMNS = ("statement_id", "statement_number", "statement_sequence", "page", "entry_sequence", "entry_date",
