@@ -141,7 +141,7 @@ def statement_balances_close(context: dg.AssetCheckExecutionContext,
 
 @dg.asset_check(asset=statement_reconciliation, partitions_def=statement_partitions,
                 description="Every line is reconciled, unrelated or in error-recon; for every envelope it touched, "
-                            "reconciled + reversed + unreconciled = shipped and the counters equal a recount.")
+                            "the reconciled and reversed counters equal a recount of its recorded reconciliations.")
 def reconciliation_adds_up(context: dg.AssetCheckExecutionContext, database: BridgeDatabase) -> dg.AssetCheckResult:
     statement_id = context.partition_key
     with database.connect() as conn:

@@ -424,6 +424,14 @@ def test_every_error_recon_reason_end_to_end(bridge_env, db: psycopg.Connection,
                    "WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
         assert {name: envelopes_not_adding_up(db, statement_of(db, name)["statement_id"]) for name in statements} \
             == {"day1.sta": [envelope.envelope_id], "day2.sta": [envelope.envelope_id], "day3-eur.sta": []}
+        db.execute("UPDATE bridge.disbursement_envelope_batch_status SET number_of_disbursements_reversed = 1, "
+                   "number_of_disbursements_reconciled = 4 WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
+        assert envelopes_not_adding_up(db, statement_of(db, "day1.sta")["statement_id"]) == [envelope.envelope_id]
+        db.execute("UPDATE bridge.disbursement_envelope_batch_status SET number_of_disbursements_reconciled = 3 "
+                   "WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
+        assert envelopes_not_adding_up(db, statement_of(db, "day1.sta")["statement_id"]) == []
+        db.execute("UPDATE bridge.disbursement_envelope_batch_status SET number_of_disbursements_reversed = 2 "
+                   "WHERE disbursement_envelope_id = %s", (envelope.envelope_id,))
         # each reconciliation recorded the envelopes it remitted or reversed disbursements of (migration 0018): the
         # same as a scan of the reconciliations naming the statement, and the audit reads them from there
         recorded = {name: statement_of(db, name)["reconciled_envelope_ids"] for name in statements}
