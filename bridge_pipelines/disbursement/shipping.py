@@ -2,14 +2,15 @@
 
 1. plan: in one transaction, disbursements ready to ship (RESOLVED; or RECEIVED with their financial addresses
    parsed, for programs without the ID mapper) not yet in a batch are cut into batches (set-wise); each batch
-   gets a row in bank_disbursement_batch_status (PENDING) and each member its shipment_batch_id. This is the intent,
-   committed BEFORE the bank is called.
+   gets a row in bank_disbursement_batch_status (PENDING) that lists its members (member_disbursement_ids). This is
+   the intent, committed BEFORE the bank is called.
 2. send: every PENDING batch is sent with its recorded id and the members' bank references. A retry, or a new run
    after a crash, sends exactly the same batch again: the bank de-duplicates on the batch id and on each payment
    reference, so nobody is paid twice, and nothing is lost because the intent is already recorded.
 3. acknowledge: in one transaction, the bank's per-payment answer moves members to SHIPPED or FAILED (with the
-   bank's reason), the batch to ACKNOWLEDGED, and the envelope counters on.
-Cancelled disbursements never have a batch, so they never reach the bank.
+   bank's reason) and gives each its shipment_batch_id, the batch to ACKNOWLEDGED, and the envelope counters on.
+A cancelled disbursement never reaches the bank: PBMS can cancel one only before its envelope is disbursed, and
+an envelope cancelled later cancels its batches not yet sent, with their members.
 """
 
 from __future__ import annotations
