@@ -147,7 +147,7 @@ def test_reconciling_a_statement_stays_linear_when_statistics_say_nothing_is_shi
                            ).fetchall()) == {"RECONCILED": N - len(returned), "REVERSED": len(returned)}
 
 
-def _statement_beside_an_earlier_cycle(db: psycopg.Connection):
+def _statement_beside_an_earlier_cycle(db: psycopg.Connection, naming: slice = slice(None)):
     """ENV-1's N disbursements SHIPPED and imported on a statement (returned: its check_statement outcome), beside
     another envelope's N, already reconciled (SHIPPED, their remittance recorded), whose bank references come after
     ENV-1's."""
@@ -173,7 +173,7 @@ def _statement_beside_an_earlier_cycle(db: psycopg.Connection):
     db.execute("ANALYZE bridge.disbursement")  # up to date: the hash join is the planner's own choice here
     references = [row[0] for row in db.execute(
         "SELECT bank_reference FROM bridge.disbursement WHERE disbursement_envelope_id = 'ENV-1' ORDER BY 1")]
-    data = mt940("ACC-CASH", [debit(reference, AMOUNT) for reference in references], page_size=5_000)
+    data = mt940("ACC-CASH", [debit(reference, AMOUNT) for reference in references[naming]], page_size=5_000)
     outcome = check_statement(db, "STMT-1", data)
     with db.transaction():
         record_statement(db, outcome, "statement.mt940", "0" * 64, data)
@@ -200,14 +200,30 @@ def test_a_statement_leaves_the_disbursements_it_reconciles_as_they_were(db):
 
 def test_a_statements_candidates_are_read_from_the_range_of_its_references(db):
     """Loading what a statement's lines name reads the disbursements in the range of its bank references, not every
-    disbursement of every cycle kept: the other envelope's N rows (references after the statement's) never reach
-    the join with the statement's references."""
+    disbursement of every cycle kept: the other envelope's N rows (references after the statement's) are not read.
+    The statement names every reference of its range, so the range alone is read: the list of its references is not
+    sent to the server."""
     outcome = _statement_beside_an_earlier_cycle(db)
-    with rows_scanned(db, statements_containing="IN (SELECT ref FROM recon_ref)") as scanned:
+    with rows_scanned(db, statements_containing="d.bank_reference BETWEEN") as scanned, \
+            rows_scanned(db, statements_containing="recon_ref") as through_the_list:
         summary = reconcile_statement(db, "STMT-1", outcome.parsed)
     assert summary.disbursements_reconciled == N
-    # the statement's references (N) and its disbursements (N); without the range also the other envelope's N
-    assert 0 < scanned[0] <= 2 * N + 100, f"loading {N:,} candidates scanned {scanned[0]:,} rows"
+    # its disbursements (N); without the range also the other envelope's N
+    assert 0 < scanned[0] <= N + 100, f"loading {N:,} candidates scanned {scanned[0]:,} rows"
+    assert through_the_list[0] == 0
+
+
+def test_a_statement_naming_few_references_of_a_wide_range_reads_its_candidates_through_their_list(db):
+    """Two payments, the first and the last of 30,000: their range holds every disbursement of the envelope, so the
+    candidates are read through the list of the statement's references (the range only restricts the scan)."""
+    outcome = _statement_beside_an_earlier_cycle(db, naming=slice(None, None, N - 1))
+    with rows_scanned(db, statements_containing="IN (SELECT ref FROM recon_ref)") as scanned:
+        summary = reconcile_statement(db, "STMT-1", outcome.parsed)
+    assert summary.disbursements_reconciled == 2
+    assert 0 < scanned[0] <= N + 100, f"loading 2 candidates scanned {scanned[0]:,} rows"
+    assert dict(db.execute("SELECT disbursement_status, count(*) FROM bridge.disbursement_status "
+                           "WHERE disbursement_envelope_id = 'ENV-1' GROUP BY 1").fetchall()) == {
+        "RECONCILED": 2, "SHIPPED": N - 2}
 
 
 def test_re_staging_an_envelope_stays_linear_when_statistics_say_nothing_is_pending(db):
