@@ -348,8 +348,9 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
     # (masks, not joins: the upserted and the reversed are few, the fresh nearly every match)
     remitted = fresh | pl.col("disbursement_id").is_in(
         upserted.filter(pl.col("reversal_found") == "f")["disbursement_id"].implode())
-    is_reversed = pl.col("disbursement_id").is_in(reversed_ids["disbursement_id"].implode())
-    reconciled_now = matches.filter((pl.col("match_kind") == REMITTANCE) & remitted & ~is_reversed).select(
+    remitted_now = matches.filter((pl.col("match_kind") == REMITTANCE) & remitted)
+    reconciled_now = remitted_now.filter(
+        ~pl.col("disbursement_id").is_in(reversed_ids["disbursement_id"].implode())).select(
         "disbursement_id", "disbursement_envelope_id", "disbursement_amount")
     detail = f"statement {statement_id}"
     reconciled = _count_reconciled(conn, reconciled_now, detail)
@@ -363,10 +364,9 @@ def _write(conn: psycopg.Connection, statement_id: str, result: ReconciliationRe
         # bridge.disbursement, 6 s per statement at 10,000,000.
         conn.execute("CREATE TEMP TABLE recon_reversed (disbursement_id text, from_states text[], "
                      "remitted_in_step boolean) ON COMMIT DROP")
-        remitted_ids = matches.filter((pl.col("match_kind") == REMITTANCE) & remitted)["disbursement_id"]
         copy_frame(conn, reversed_ids.with_columns(
             pl.lit("{SHIPPED}").alias("from_states"),
-            pl.col("disbursement_id").is_in(remitted_ids.implode()).alias("remitted_in_step")),
+            pl.col("disbursement_id").is_in(remitted_now["disbursement_id"].implode()).alias("remitted_in_step")),
             "recon_reversed")
         conn.execute("ANALYZE recon_reversed")
         moved_to_reversed = reverse(conn, detail)
